@@ -1,0 +1,68 @@
+"""Shared by the benchmarks: run the real backend as its own process, print tables."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def backend_process(data_dir: Path, database_url: str | None = None, **env: str) -> Iterator[str]:
+    """Start `painchain backend` like a user would; yield its /api URL."""
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PAINCHAIN_")}
+    environment["PAINCHAIN_DATA_DIR"] = str(data_dir)
+    if database_url:
+        environment["PAINCHAIN_DATABASE_URL"] = database_url
+    environment.update(env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "painchain_pipelines", "--log-level", "WARNING", "backend", "--port", str(port)],
+        env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(api + "/health", timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("backend did not start: " + (proc.stderr.read() if proc.stderr else ""))
+        time.sleep(0.2)
+    try:
+        yield api
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    k = (len(ordered) - 1) * pct / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summarize(samples_ms: list[float]) -> str:
+    return (f"p50 {percentile(samples_ms, 50):7.2f} ms  p95 {percentile(samples_ms, 95):7.2f} ms  "
+            f"max {max(samples_ms):7.2f} ms  mean {statistics.fmean(samples_ms):7.2f} ms  (n={len(samples_ms)})")
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"

@@ -1,0 +1,3 @@
+from painchain_pipelines.cli import main
+
+raise SystemExit(main())

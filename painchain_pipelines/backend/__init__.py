@@ -1,0 +1,1 @@
+"""The PainChain backend: HTTP API, storage, tenancy and the web UI."""

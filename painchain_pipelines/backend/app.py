@@ -1,0 +1,69 @@
+"""The FastAPI application: `create_app()` wires settings, database, secrets and routers."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from painchain_pipelines import __version__
+from painchain_pipelines.backend.auth import TenantTokenCache, get_principal
+from painchain_pipelines.backend.config import BackendSettings
+from painchain_pipelines.backend.crypto import SecretBox
+from painchain_pipelines.backend.database import Database
+from painchain_pipelines.backend.errors import validation_exception_handler
+from painchain_pipelines.backend.middleware import RequestGuard
+from painchain_pipelines.backend.migrate import upgrade
+from painchain_pipelines.backend.routers import connector_types, events, health, integrations
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppContext:
+    settings: BackendSettings
+    db: Database
+    secrets: SecretBox
+    token_cache: TenantTokenCache
+
+
+def create_app(settings: BackendSettings | None = None, *, migrate: bool = True) -> FastAPI:
+    settings = settings or BackendSettings.from_env()
+    db = Database(settings.database_url)
+    if migrate:
+        upgrade(db)
+    ctx = AppContext(
+        settings=settings,
+        db=db,
+        secrets=SecretBox.from_settings(settings.secret_key, settings.data_dir),
+        token_cache=TenantTokenCache(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        title="PainChain API",
+        version=__version__,
+        description="One timeline of every change. Connectors register types and post events; "
+        "people query the timeline. See docs/api.md.",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url="/api/redoc",
+        openapi_url="/api/openapi.json",
+    )
+    app.state.ctx = ctx
+    app.add_exception_handler(RequestValidationError, validation_exception_handler)
+    app.add_middleware(RequestGuard, max_bytes=settings.max_request_bytes)
+    app.include_router(health.router, prefix="/api")
+    authenticated = [Depends(get_principal)]
+    # Types before integrations so that /integrations/types is not read as an integration id.
+    app.include_router(connector_types.router, prefix="/api", dependencies=authenticated)
+    app.include_router(integrations.router, prefix="/api", dependencies=authenticated)
+    app.include_router(events.router, prefix="/api", dependencies=authenticated)
+    return app

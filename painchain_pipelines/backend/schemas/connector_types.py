@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from painchain_pipelines.backend.schemas.common import ApiModel
+
+MAX_LOGO_BYTES = 256 * 1024
+FIELD_TYPES = ("text", "textarea", "password", "number", "checkbox", "select")
+_DATA_URI = re.compile(r"^data:image/(png|jpeg|gif|webp|svg\+xml)(;charset=[\w-]+)?(;base64)?,", re.I)
+_COLOR = re.compile(r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|#[0-9a-fA-F]{8})?$")
+
+
+class SelectOption(BaseModel):
+    value: str | int | float | bool
+    label: str | None = None
+
+
+class ConfigField(BaseModel):
+    # Unknown attributes (e.g. UI hints of third-party connectors) are kept and returned.
+    model_config = ConfigDict(extra="allow")
+
+    key: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+    label: str = Field(min_length=1, max_length=200)
+    type: Literal["text", "textarea", "password", "number", "checkbox", "select"]
+    required: bool = False
+    placeholder: str | None = Field(default=None, max_length=2000)
+    help: str | None = Field(default=None, max_length=4000)
+    default: Any = None
+    options: list[SelectOption | str] | None = None
+    # Our extension: "json" makes a textarea parse as JSON (invalid JSON is a 422),
+    # "text" keeps it verbatim. Without it, a textarea value that starts like JSON is parsed.
+    format: Literal["json", "text"] | None = None
+
+    @model_validator(mode="after")
+    def _options_for_select(self) -> "ConfigField":
+        if self.type == "select" and not self.options:
+            raise ValueError("a select field needs a non-empty 'options' list")
+        return self
+
+    def option_values(self) -> list[Any]:
+        return [o.value if isinstance(o, SelectOption) else o for o in self.options or []]
+
+
+class ConfigSchema(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    fields: list[ConfigField] = Field(max_length=100)
+
+    @field_validator("fields")
+    @classmethod
+    def _unique_keys(cls, fields: list[ConfigField]) -> list[ConfigField]:
+        seen: set[str] = set()
+        for f in fields:
+            if f.key in seen:
+                raise ValueError(f"duplicate field key {f.key!r}")
+            seen.add(f.key)
+        return fields
+
+    def field(self, key: str) -> ConfigField | None:
+        return next((f for f in self.fields if f.key == key), None)
+
+
+class ConnectorTypeRegister(ApiModel):
+    id: str = Field(
+        pattern=r"^[a-z0-9]+(?:[-_.][a-z0-9]+)*$",
+        max_length=64,
+        description="Unique connector id: lowercase letters, digits and - _ . (no spaces).",
+    )
+    display_name: str = Field(min_length=1, max_length=200)
+    color: str = Field(default="", max_length=9)
+    logo: str = Field(default="", description="A data: URI (image) or an http(s) URL, at most 256 KiB.")
+    description: str = Field(default="", max_length=2000)
+    config_schema: ConfigSchema
+
+    @field_validator("display_name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("color")
+    @classmethod
+    def _color(cls, value: str) -> str:
+        if not _COLOR.match(value):
+            raise ValueError("must be a hex colour like #326ce5 (or empty)")
+        return value
+
+    @field_validator("logo")
+    @classmethod
+    def _logo(cls, value: str) -> str:
+        if len(value.encode()) > MAX_LOGO_BYTES:
+            raise ValueError(f"is larger than {MAX_LOGO_BYTES // 1024} KiB")
+        if value and not (_DATA_URI.match(value) or re.match(r"^https?://\S+$", value)):
+            raise ValueError("must be a data:image/... URI or an http(s) URL")
+        return value
+
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> "ConnectorTypeRegister":
+        from painchain_pipelines.backend.services.integration_config import has_nul
+
+        if has_nul(self.model_dump(mode="json")):
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return self
+
+
+class ConnectorTypeRegistered(ApiModel):
+    id: str
+    display_name: str
+    registered: Literal[True] = True
+
+
+class ConnectorTypeSummary(ApiModel):
+    id: str
+    display_name: str
+    color: str
+    logo: str
+    description: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ConnectorTypeDetail(ConnectorTypeSummary):
+    config_schema: dict[str, Any]

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from painchain_pipelines.backend.schemas.common import ApiModel
+
+
+class SyncReport(ApiModel):
+    """Sent by the orchestration after a sync attempt (or to save state)."""
+
+    status: Literal["success", "error"] | None = Field(
+        default=None, description="Outcome of the attempt; omit to only save state."
+    )
+    error: str | None = Field(
+        default=None, max_length=4000, pattern=r"^[^\x00]*$", description="Why it failed (no secrets)."
+    )
+    stats: dict[str, Any] | None = Field(default=None, description="Figures of the attempt.")
+    state: dict[str, Any] | None = Field(
+        default=None, description="Replaces the connector's resumable state (cursors, ETags)."
+    )
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> "SyncReport":
+        from painchain_pipelines.backend.services.integration_config import has_nul
+
+        if has_nul(self.stats) or has_nul(self.state):
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return self
+
+
+class SyncOut(ApiModel):
+    integration_id: str
+    state: dict[str, Any]
+    last_attempt_at: dt.datetime | None
+    last_success_at: dt.datetime | None
+    last_error_at: dt.datetime | None
+    last_error: str | None
+    last_stats: dict[str, Any] | None

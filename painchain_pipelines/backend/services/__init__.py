@@ -1,0 +1,1 @@
+"""Domain logic behind the routers: config validation, secrets, event ingestion and queries."""

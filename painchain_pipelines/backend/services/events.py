@@ -1,0 +1,413 @@
+"""Event ingestion (deduplicated on integrationId + externalId) and timeline queries."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, exists, func, insert, literal, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from painchain_pipelines.backend.database import Database
+from painchain_pipelines.backend.models import Event, EventCount, EventTag, Integration
+from painchain_pipelines.backend.schemas.common import iso_from_ms, to_epoch_ms
+from painchain_pipelines.backend.schemas.events import EventIn
+
+SEARCH_TEXT_LIMIT = 8192
+
+
+@dataclass
+class IngestResult:
+    status: str  # created | duplicate | invalid
+    id: int | None = None
+    errors: list[dict[str, Any]] | None = None
+    # For a single POST: why it is invalid, as an HTTP status (404 unknown integration, 422 bad field).
+    http_status: int = 201
+    # The stored row, for created events (so the API can answer without reading it back).
+    row: dict[str, Any] | None = None
+
+
+def _invalid(field_name: str, msg: str, http_status: int = 422) -> IngestResult:
+    return IngestResult("invalid", errors=[{"loc": ["body", field_name], "msg": msg}], http_status=http_status)
+
+
+def merge_tags(integration_tags: Sequence[Any], event_tags: Sequence[str]) -> list[str]:
+    merged: list[str] = []
+    for tag in (*integration_tags, *event_tags):
+        if isinstance(tag, str) and tag and tag not in merged:
+            merged.append(tag)
+    return merged
+
+
+def build_search_text(title: str, project: str, data: dict[str, Any]) -> str:
+    """Lower-cased title, project and every scalar value in data (not the keys), capped."""
+    parts = [title, project]
+    size = len(title) + len(project)
+    stack = [data]
+    while stack and size < SEARCH_TEXT_LIMIT:
+        value = stack.pop()
+        if isinstance(value, str):
+            parts.append(value)
+            size += len(value) + 1
+        elif isinstance(value, dict):
+            stack.extend(reversed(value.values()))
+        elif isinstance(value, list):
+            stack.extend(reversed(value))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(str(value))
+    return "\n".join(parts)[:SEARCH_TEXT_LIMIT].lower()
+
+
+@functools.cache
+def _insert_ignoring_duplicates(dialect_name: str):
+    module = postgresql if dialect_name == "postgresql" else sqlite
+    return (
+        module.insert(Event)
+        .on_conflict_do_nothing(index_elements=["integration_id", "external_id"])
+        .returning(Event.id, Event.integration_id, Event.external_id)
+    )
+
+
+@functools.cache
+def _upsert_counts(dialect_name: str):
+    module = postgresql if dialect_name == "postgresql" else sqlite
+    stmt = module.insert(EventCount)
+    return stmt.on_conflict_do_update(
+        index_elements=["hour_ts", "integration_id"], set_={"count": EventCount.count + stmt.excluded["count"]}
+    )
+
+
+HOUR_MS = 3600 * 1000
+_EVENT_FIELDS = ("tenant_id", "integration_id", "connector", "project", "title", "external_id", "ts",
+                 "received_at", "data", "tags", "search_text")
+# PostgreSQL: the whole batch travels as one JSON parameter and is unpacked by the server. A
+# multi-row VALUES statement with 11,000 parameters costs psycopg more to parse than the insert.
+_PG_INSERT_EVENTS = text(
+    f"INSERT INTO events ({', '.join(_EVENT_FIELDS)}) "
+    f"SELECT {', '.join('r.' + f for f in _EVENT_FIELDS)} "
+    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(tenant_id text, integration_id text, connector text, "
+    "project text, title text, external_id text, ts bigint, received_at bigint, data jsonb, tags jsonb, "
+    "search_text text) "
+    "ON CONFLICT (integration_id, external_id) DO NOTHING RETURNING id, integration_id, external_id"
+)
+_PG_INSERT_TAGS = text(
+    "INSERT INTO event_tags (event_id, tag) SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:tags AS text[]))"
+)
+_SELECT_INTEGRATIONS = select(Integration.id, Integration.tenant_id, Integration.type, Integration.config)
+_INSERT_TAGS = insert(EventTag)
+
+
+def ingest_events(
+    db: Database, events: Sequence[EventIn], tenant_scope: str | None, *, max_data_bytes: int
+) -> list[IngestResult]:
+    """Store events, skipping (integrationId, externalId) pairs that already exist.
+
+    `tenant_scope` None means the caller may post for any tenant's integration; otherwise only
+    for integrations of that tenant (others look like unknown integrations, never stored).
+    """
+    try:
+        return _ingest_once(db, events, tenant_scope, max_data_bytes)
+    except (IntegrityError, OperationalError) as exc:
+        # An integration deleted between our lookup and the insert, or (PostgreSQL) a deadlock
+        # victim: both are resolved by doing it again against fresh state.
+        if isinstance(exc, OperationalError) and "deadlock" not in str(exc).lower():
+            raise
+        return _ingest_once(db, events, tenant_scope, max_data_bytes)
+
+
+def _ingest_once(
+    db: Database, events: Sequence[EventIn], tenant_scope: str | None, max_data_bytes: int
+) -> list[IngestResult]:
+    results: list[IngestResult | None] = [None] * len(events)
+    received_ms = int(time.time() * 1000)
+    wanted = {e.integration_id for e in events}
+    with db.write_connection() as conn:
+        integrations = {row.id: row for row in conn.execute(_SELECT_INTEGRATIONS.where(Integration.id.in_(wanted)))}
+        rows: list[dict[str, Any]] = []
+        row_positions: list[int] = []
+        for position, event in enumerate(events):
+            integration = integrations.get(event.integration_id)
+            if integration is None or (tenant_scope is not None and integration.tenant_id != tenant_scope):
+                results[position] = _invalid(
+                    "integrationId", f"integration {event.integration_id!r} not found", http_status=404
+                )
+                continue
+            if event.connector != integration.type:
+                results[position] = _invalid(
+                    "connector",
+                    f"must be {integration.type!r}, the type of integration {event.integration_id!r}",
+                )
+                continue
+            blob = orjson.dumps(event.data)
+            if len(blob) > max_data_bytes:
+                results[position] = _invalid("data", f"is larger than {max_data_bytes // 1024} KiB")
+                continue
+            # PostgreSQL cannot store NUL characters (text or JSONB); refuse them everywhere alike.
+            nul_field = next((f for f, v in (("title", event.title), ("project", event.project),
+                                             ("externalId", event.external_id), ("tags", "".join(event.tags)))
+                              if "\x00" in v), "data" if b"\\u0000" in blob else None)
+            if nul_field:
+                results[position] = _invalid(nul_field, "must not contain NUL (\\u0000) characters")
+                continue
+            rows.append({
+                "tenant_id": integration.tenant_id,
+                "integration_id": event.integration_id,
+                "connector": event.connector,
+                "project": event.project,
+                "title": event.title,
+                "external_id": event.external_id,
+                "ts": to_epoch_ms(event.timestamp),
+                "received_at": received_ms,
+                "data": event.data,
+                "tags": merge_tags((integration.config or {}).get("tags") or [], event.tags),
+                "search_text": build_search_text(event.title, event.project, event.data),
+            })
+            row_positions.append(position)
+
+        if rows:
+            # One key order for every writer: concurrent batches on PostgreSQL then wait for each
+            # other instead of deadlocking on overlapping keys.
+            order = sorted(range(len(rows)), key=lambda i: (rows[i]["integration_id"], rows[i]["external_id"]))
+            rows = [rows[i] for i in order]
+            row_positions = [row_positions[i] for i in order]
+            if conn.dialect.name == "postgresql":
+                inserted = conn.execute(_PG_INSERT_EVENTS, {"rows": orjson.dumps(rows).decode()})
+            else:
+                inserted = conn.execute(_insert_ignoring_duplicates(conn.dialect.name), rows)
+            created = {(r.integration_id, r.external_id): r.id for r in inserted}
+            tag_rows = []
+            hourly: dict[tuple[int, str], dict[str, Any]] = {}
+            for position, row in zip(row_positions, rows):
+                event_id = created.pop((row["integration_id"], row["external_id"]), None)
+                if event_id is None:
+                    results[position] = IngestResult("duplicate", http_status=409)
+                    continue
+                row["id"] = event_id
+                results[position] = IngestResult("created", id=event_id, row=row)
+                tag_rows.extend({"event_id": event_id, "tag": tag} for tag in row["tags"])
+                key = (row["ts"] // HOUR_MS * HOUR_MS, row["integration_id"])
+                entry = hourly.get(key)
+                if entry is None:
+                    hourly[key] = {"hour_ts": key[0], "integration_id": key[1], "tenant_id": row["tenant_id"],
+                                   "connector": row["connector"], "count": 1}
+                else:
+                    entry["count"] += 1
+            if tag_rows and conn.dialect.name == "postgresql":
+                conn.execute(_PG_INSERT_TAGS, {"ids": [t["event_id"] for t in tag_rows],
+                                               "tags": [t["tag"] for t in tag_rows]})
+            elif tag_rows:
+                conn.execute(_INSERT_TAGS, tag_rows)
+            if hourly:
+                conn.execute(_upsert_counts(conn.dialect.name), [hourly[k] for k in sorted(hourly)])
+    return [r for r in results if r is not None]
+
+
+def find_event_id(db: Database, integration_id: str, external_id: str) -> int | None:
+    with db.read() as session:
+        return session.scalar(
+            select(Event.id).where(Event.integration_id == integration_id, Event.external_id == external_id)
+        )
+
+
+# ---------------------------------------------------------------- queries
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def encode_cursor(ts: int, event_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{ts}:{event_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, event_id = raw.split(":")
+        return int(ts), int(event_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("is not a cursor returned by this API") from None
+
+
+@dataclass
+class EventFilter:
+    tenant_id: str | None = None
+    connectors: list[str] = field(default_factory=list)
+    projects: list[str] = field(default_factory=list)
+    integration_ids: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    since_ms: int | None = None
+    until_ms: int | None = None
+    text: str | None = None
+
+    def conditions(self) -> list:
+        conds = []
+        if self.tenant_id is not None:
+            conds.append(Event.tenant_id == self.tenant_id)
+        for column, values in (
+            (Event.connector, self.connectors),
+            (Event.project, self.projects),
+            (Event.integration_id, self.integration_ids),
+        ):
+            if len(values) == 1:
+                conds.append(column == values[0])
+            elif values:
+                conds.append(column.in_(values))
+        for tag in self.tags:
+            conds.append(exists().where(EventTag.event_id == Event.id, EventTag.tag == tag))
+        if self.since_ms is not None:
+            conds.append(Event.ts >= self.since_ms)
+        if self.until_ms is not None:
+            conds.append(Event.ts < self.until_ms)
+        if self.text:
+            conds.append(Event.search_text.contains(self.text.lower(), autoescape=True))
+        return conds
+
+
+EVENT_COLUMNS = (
+    Event.id,
+    Event.title,
+    Event.connector,
+    Event.project,
+    Event.ts,
+    Event.external_id,
+    Event.integration_id,
+    Event.tenant_id,
+    Event.data,
+    Event.tags,
+    Event.received_at,
+)
+
+
+def event_to_dict(row) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "title": row.title,
+        "connector": row.connector,
+        "project": row.project,
+        "timestamp": iso_from_ms(row.ts),
+        "externalId": row.external_id,
+        "integrationId": row.integration_id,
+        "tenantId": row.tenant_id,
+        "data": row.data or {},
+        "tags": row.tags or [],
+        "receivedAt": iso_from_ms(row.received_at),
+    }
+
+
+def list_events(
+    db: Database, filters: EventFilter, *, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    stmt = select(*EVENT_COLUMNS).where(*filters.conditions())
+    if cursor:
+        ts, event_id = decode_cursor(cursor)
+        stmt = stmt.where(tuple_(Event.ts, Event.id) < tuple_(literal(ts), literal(event_id)))
+    stmt = stmt.order_by(Event.ts.desc(), Event.id.desc()).limit(limit + 1)
+    with db.read() as session:
+        rows = session.execute(stmt).all()
+    next_cursor = encode_cursor(rows[limit - 1].ts, rows[limit - 1].id) if len(rows) > limit else None
+    return [event_to_dict(r) for r in rows[:limit]], next_cursor
+
+
+def get_event(db: Database, event_id: int, tenant_id: str | None) -> dict[str, Any] | None:
+    stmt = select(*EVENT_COLUMNS).where(Event.id == event_id)
+    if tenant_id is not None:
+        stmt = stmt.where(Event.tenant_id == tenant_id)
+    with db.read() as session:
+        row = session.execute(stmt).first()
+    return event_to_dict(row) if row else None
+
+
+NICE_BUCKET_SECONDS = (
+    1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+    86400, 172800, 604800, 1209600, 2592000, 7776000, 31536000,
+)
+
+
+def choose_bucket_seconds(span_ms: int, max_buckets: int) -> int:
+    for seconds in NICE_BUCKET_SECONDS:
+        if span_ms / (seconds * 1000) <= max_buckets:
+            return seconds
+    return NICE_BUCKET_SECONDS[-1]
+
+
+def histogram(
+    db: Database, filters: EventFilter, *, bucket_seconds: int, force_scan: bool = False
+) -> dict[str, Any]:
+    """Counts per time bucket per connector over [since, until), computed by the database.
+
+    Whole hours come from the hourly counts table when the filters allow it (no project, tag or
+    text filter, bucket a whole number of hours); partial hours at the edges and every other case
+    count the events themselves. Both give the same numbers.
+    """
+    assert filters.since_ms is not None and filters.until_ms is not None
+    bucket_ms = bucket_seconds * 1000
+    since, until = filters.since_ms, filters.until_ms
+    counted: dict[tuple[int, str], int] = {}
+    with db.read() as session:
+        first_hour = -(-since // HOUR_MS) * HOUR_MS
+        last_hour = until // HOUR_MS * HOUR_MS
+        rollup = (
+            not force_scan
+            and bucket_ms % HOUR_MS == 0
+            and not (filters.projects or filters.tags or filters.text)
+            and first_hour < last_hour
+        )
+        if rollup:
+            _count_rollup(session, filters, first_hour, last_hour, bucket_ms, counted)
+            for lo, hi in ((since, first_hour), (last_hour, until)):
+                if lo < hi:
+                    _count_events(session, replace(filters, since_ms=lo, until_ms=hi), bucket_ms, counted)
+        else:
+            _count_events(session, filters, bucket_ms, counted)
+
+    first, last = since // bucket_ms, (until - 1) // bucket_ms
+    buckets = {i: {"start": iso_from_ms(i * bucket_ms), "total": 0, "counts": {}} for i in range(first, last + 1)}
+    connectors: set[str] = set()
+    total = 0
+    for (index, connector), n in counted.items():
+        entry = buckets[index]
+        entry["counts"][connector] = entry["counts"].get(connector, 0) + n
+        entry["total"] += n
+        connectors.add(connector)
+        total += n
+    return {
+        "since": iso_from_ms(since),
+        "until": iso_from_ms(until),
+        "bucketSeconds": bucket_seconds,
+        "connectors": sorted(connectors),
+        "total": total,
+        "buckets": list(buckets.values()),
+    }
+
+
+def _add(counted: dict[tuple[int, str], int], rows) -> None:
+    for row in rows:
+        key = (int(row.bucket), row.connector)
+        counted[key] = counted.get(key, 0) + int(row.n)
+
+
+def _count_events(session, filters: EventFilter, bucket_ms: int, counted) -> None:
+    bucket = (Event.ts // literal(bucket_ms, BigInteger)).label("bucket")
+    stmt = select(bucket, Event.connector, func.count().label("n")).where(*filters.conditions())
+    _add(counted, session.execute(stmt.group_by(bucket, Event.connector)))
+
+
+def _count_rollup(session, filters: EventFilter, first_hour: int, last_hour: int, bucket_ms: int, counted) -> None:
+    bucket = (EventCount.hour_ts // literal(bucket_ms, BigInteger)).label("bucket")
+    conds = [EventCount.hour_ts >= first_hour, EventCount.hour_ts < last_hour]
+    if filters.tenant_id is not None:
+        conds.append(EventCount.tenant_id == filters.tenant_id)
+    if filters.connectors:
+        conds.append(EventCount.connector.in_(filters.connectors))
+    if filters.integration_ids:
+        conds.append(EventCount.integration_id.in_(filters.integration_ids))
+    stmt = select(bucket, EventCount.connector, func.sum(EventCount.count).label("n")).where(*conds)
+    _add(counted, session.execute(stmt.group_by(bucket, EventCount.connector)))
