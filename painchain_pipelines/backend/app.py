@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from painchain_pipelines import __version__
 from painchain_pipelines.backend.auth import TenantTokenCache, get_principal
@@ -66,4 +69,22 @@ def create_app(settings: BackendSettings | None = None, *, migrate: bool = True)
     app.include_router(connector_types.router, prefix="/api", dependencies=authenticated)
     app.include_router(integrations.router, prefix="/api", dependencies=authenticated)
     app.include_router(events.router, prefix="/api", dependencies=authenticated)
+    if settings.serve_ui:
+        _mount_ui(app)
     return app
+
+
+STATIC_DIR = Path(__file__).with_name("static")
+# Client-side routes: each serves the single-page app, which reads the path itself.
+UI_PAGES = ("/", "/integrations")
+
+
+def _mount_ui(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    index = STATIC_DIR / "index.html"
+
+    async def page() -> FileResponse:
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    for path in UI_PAGES:
+        app.add_api_route(path, page, include_in_schema=False, methods=["GET"])

@@ -303,3 +303,16 @@ def test_nul_characters_are_refused_with_the_field_named(api, integration):
         "name": "n", "tags": [], "token": "t\u0000", "repositories": "[]"}})
     assert bad_config.status_code == 422
     assert api.post("/integrations", json={"type": "x\u0000", "config": {}}).status_code == 422
+
+
+def test_facets_count_projects_and_tags_of_the_newest_events(api):
+    type_id = register_type(api)
+    integ = create_integration(api, type_id, tags='["prod"]')
+    items = [event_body(integ, n, project=f"org/p{n % 3}", tags=["deploy"] if n % 2 else []) for n in range(30)]
+    api.post("/events/batch", json={"events": items})
+    facets = api.get("/events/facets", params={"integrationId": integ["id"]}).json()
+    assert facets["sample"] == 30
+    assert facets["projects"] == [{"value": "org/p0", "count": 10}, {"value": "org/p1", "count": 10},
+                                  {"value": "org/p2", "count": 10}]
+    assert facets["tags"] == [{"value": "prod", "count": 30}, {"value": "deploy", "count": 15}]
+    assert api.get("/events/facets", params={"since": "bad"}).status_code == 422

@@ -172,3 +172,26 @@ def test_sync_record_round_trip(api):
     assert api.put("/integrations/nope/sync", json={"state": {}}).status_code == 404
     other_tenant = api.with_headers(**{"x-tenant-id": "someone-else"})
     assert other_tenant.get(f"/integrations/{integ['id']}/sync").status_code == 404
+
+
+def test_status_lists_sync_outcome_and_events_of_the_last_day(api):
+    import datetime as dt
+
+    from tests.conftest import event_body
+
+    type_id = register_type(api)
+    integ = create_integration(api.with_headers(**{"x-tenant-id": "status-t"}), type_id)
+    other = create_integration(api, type_id)
+    now = dt.datetime.now(dt.timezone.utc)
+    api.post("/events/batch", json={"events": [
+        event_body(integ, 1, timestamp=(now - dt.timedelta(hours=1)).isoformat()),
+        event_body(integ, 2, timestamp=(now - dt.timedelta(hours=2)).isoformat()),
+        event_body(integ, 3, timestamp=(now - dt.timedelta(days=3)).isoformat()),
+    ]})
+    api.put(f"/integrations/{integ['id']}/sync", json={"status": "error", "error": "boom"})
+    scoped = api.get("/integrations/status", headers={"x-tenant-id": "status-t"}).json()
+    assert [s["id"] for s in scoped] == [integ["id"]]
+    [status] = scoped
+    assert status["eventsLast24h"] == 2 and status["lastError"] == "boom" and status["lastSuccessAt"] is None
+    everything = {s["id"]: s for s in api.get("/integrations/status").json()}
+    assert everything[other["id"]]["eventsLast24h"] == 0 and everything[other["id"]]["lastAttemptAt"] is None

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from painchain_pipelines.backend.auth import CurrentPrincipal
 from painchain_pipelines.backend.errors import field_error, field_errors, humanize
+from painchain_pipelines.backend.responses import FastJSONResponse
 from painchain_pipelines.backend.schemas.common import parse_iso8601, to_epoch_ms
 from painchain_pipelines.backend.schemas.events import (
     DuplicateEvent,
@@ -20,6 +21,7 @@ from painchain_pipelines.backend.schemas.events import (
     EventIn,
     EventOut,
     EventPage,
+    Facets,
     Histogram,
 )
 from painchain_pipelines.backend.services import events as service
@@ -93,7 +95,7 @@ async def create_events_batch(request: Request, principal: CurrentPrincipal):
     return await run_in_threadpool(_store_batch, ctx, items, principal.tenant_id)
 
 
-def _store_batch(ctx, items: list, tenant_id: str | None) -> JSONResponse:
+def _store_batch(ctx, items: list, tenant_id: str | None) -> FastJSONResponse:
     results: list[dict] = [{}] * len(items)
     valid: list[EventIn] = []
     valid_positions: list[int] = []
@@ -114,7 +116,7 @@ def _store_batch(ctx, items: list, tenant_id: str | None) -> JSONResponse:
     counts = {"created": 0, "duplicate": 0, "invalid": 0}
     for entry in results:
         counts[entry["status"]] += 1
-    return JSONResponse(
+    return FastJSONResponse(
         content={
             "created": counts["created"],
             "duplicates": counts["duplicate"],
@@ -191,7 +193,7 @@ def list_events(
         events, next_cursor = service.list_events(ctx.db, filters, limit=limit, cursor=cursor)
     except service.InvalidCursor as exc:
         raise field_error(("query", "cursor"), str(exc)) from None
-    return JSONResponse(content={"events": events, "nextCursor": next_cursor, "limit": limit})
+    return FastJSONResponse(content={"events": events, "nextCursor": next_cursor, "limit": limit})
 
 
 @router.get(
@@ -229,7 +231,25 @@ def events_histogram(
         if span / (interval * 1000) > MAX_HISTOGRAM_BUCKETS:
             raise field_error(("query", "interval"), f"gives more than {MAX_HISTOGRAM_BUCKETS} buckets for this range")
         bucket_seconds = interval
-    return JSONResponse(content=service.histogram(ctx.db, filters, bucket_seconds=bucket_seconds))
+    return FastJSONResponse(content=service.histogram(ctx.db, filters, bucket_seconds=bucket_seconds))
+
+
+@router.get(
+    "/facets",
+    response_model=Facets,
+    summary="Projects and tags seen in the most recent matching events (filter suggestions)",
+)
+def events_facets(
+    request: Request,
+    principal: CurrentPrincipal,
+    connector: ListParam = None,
+    integration_id: Annotated[list[str] | None, Query(alias="integrationId")] = None,
+    since: Annotated[str | None, Query()] = None,
+    until: Annotated[str | None, Query()] = None,
+):
+    ctx = request.app.state.ctx
+    filters = _filters(principal, connector, None, integration_id, None, since, until, None)
+    return JSONResponse(content=service.facets(ctx.db, filters))
 
 
 @router.get("/{event_id}", response_model=EventOut, summary="One event", responses={404: {"description": "Unknown event"}})

@@ -1,21 +1,22 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from painchain_pipelines.backend.auth import CurrentPrincipal, Principal, require_admin
 from painchain_pipelines.backend.errors import field_error, not_found
-from painchain_pipelines.backend.models import ConnectorType, Integration, IntegrationSync, utcnow
+from painchain_pipelines.backend.models import ConnectorType, Event, Integration, IntegrationSync, utcnow
 from painchain_pipelines.backend.schemas.connector_types import ConfigSchema
 from painchain_pipelines.backend.schemas.integrations import (
     IntegrationCreate,
     IntegrationOut,
     IntegrationUpdate,
 )
-from painchain_pipelines.backend.schemas.sync import SyncOut, SyncReport
+from painchain_pipelines.backend.schemas.sync import IntegrationStatus, SyncOut, SyncReport
 from painchain_pipelines.backend.services.integration_config import (
     clear_config,
     encrypt_secrets,
@@ -122,6 +123,35 @@ def list_integrations(
             config = masked_config(row.config, schemas.get(row.type))
         out.append(_out(row, config))
     return out
+
+
+@router.get(
+    "/status",
+    response_model=list[IntegrationStatus],
+    summary="Every visible integration's sync status and events of the last 24 h (for the UI)",
+)
+def integrations_status(request: Request, principal: CurrentPrincipal):
+    since_ms = int(time.time() * 1000) - 24 * 3600 * 1000
+    stmt = (
+        select(Integration.id, Integration.type, Integration.name, Integration.tenant_id,
+               IntegrationSync.last_attempt_at, IntegrationSync.last_success_at,
+               IntegrationSync.last_error_at, IntegrationSync.last_error)
+        .outerjoin(IntegrationSync, IntegrationSync.integration_id == Integration.id)
+        .order_by(Integration.created_at, Integration.id)
+    )
+    counts = select(Event.integration_id, func.count()).where(Event.ts >= since_ms).group_by(Event.integration_id)
+    if principal.tenant_id is not None:
+        stmt = stmt.where(Integration.tenant_id == principal.tenant_id)
+        counts = counts.where(Event.tenant_id == principal.tenant_id)
+    with request.app.state.ctx.db.read() as session:
+        rows = session.execute(stmt).all()
+        last_day = dict(session.execute(counts).all())
+    return [
+        {"id": r.id, "type": r.type, "name": r.name, "tenantId": r.tenant_id,
+         "lastAttemptAt": r.last_attempt_at, "lastSuccessAt": r.last_success_at,
+         "lastErrorAt": r.last_error_at, "lastError": r.last_error, "eventsLast24h": last_day.get(r.id, 0)}
+        for r in rows
+    ]
 
 
 def _load_visible(session, integration_id: str, principal: Principal) -> Integration:

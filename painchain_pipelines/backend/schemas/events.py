@@ -118,3 +118,14 @@ class Histogram(ApiModel):
     connectors: list[str]
     total: int
     buckets: list[HistogramBucket]
+
+
+class FacetValue(ApiModel):
+    value: str
+    count: int
+
+
+class Facets(ApiModel):
+    sample: int = Field(description="How many of the newest matching events were looked at.")
+    projects: list[FacetValue]
+    tags: list[FacetValue]

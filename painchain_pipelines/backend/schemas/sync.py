@@ -39,3 +39,15 @@ class SyncOut(ApiModel):
     last_error_at: dt.datetime | None
     last_error: str | None
     last_stats: dict[str, Any] | None
+
+
+class IntegrationStatus(ApiModel):
+    id: str
+    type: str
+    name: str
+    tenant_id: str | None
+    last_attempt_at: dt.datetime | None
+    last_success_at: dt.datetime | None
+    last_error_at: dt.datetime | None
+    last_error: str | None
+    events_last24h: int = Field(alias="eventsLast24h")

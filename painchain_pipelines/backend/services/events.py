@@ -150,9 +150,11 @@ def _ingest_once(
                 results[position] = _invalid("data", f"is larger than {max_data_bytes // 1024} KiB")
                 continue
             # PostgreSQL cannot store NUL characters (text or JSONB); refuse them everywhere alike.
-            nul_field = next((f for f, v in (("title", event.title), ("project", event.project),
-                                             ("externalId", event.external_id), ("tags", "".join(event.tags)))
-                              if "\x00" in v), "data" if b"\\u0000" in blob else None)
+            nul_field = None
+            if "\x00" in event.title + event.project + event.external_id + "".join(event.tags) or b"\\u0000" in blob:
+                nul_field = next((f for f, v in (("title", event.title), ("project", event.project),
+                                                 ("externalId", event.external_id), ("tags", "".join(event.tags)))
+                                  if "\x00" in v), "data")
             if nul_field:
                 results[position] = _invalid(nul_field, "must not contain NUL (\\u0000) characters")
                 continue
@@ -411,3 +413,33 @@ def _count_rollup(session, filters: EventFilter, first_hour: int, last_hour: int
         conds.append(EventCount.integration_id.in_(filters.integration_ids))
     stmt = select(bucket, EventCount.connector, func.sum(EventCount.count).label("n")).where(*conds)
     _add(counted, session.execute(stmt.group_by(bucket, EventCount.connector)))
+
+
+FACET_SAMPLE = 5000
+
+
+def facets(db: Database, filters: EventFilter, limit: int = 100) -> dict[str, Any]:
+    """Most frequent projects and tags among the newest FACET_SAMPLE matching events: bounded
+    work whatever the range, and what people are most likely to filter on."""
+    newest = (
+        select(Event.id, Event.project)
+        .where(*filters.conditions())
+        .order_by(Event.ts.desc(), Event.id.desc())
+        .limit(FACET_SAMPLE)
+        .subquery()
+    )
+    with db.read() as session:
+        sample = session.scalar(select(func.count()).select_from(newest))
+        projects = session.execute(
+            select(newest.c.project, func.count().label("n")).group_by(newest.c.project)
+            .order_by(func.count().desc(), newest.c.project).limit(limit)
+        ).all()
+        tags = session.execute(
+            select(EventTag.tag, func.count().label("n")).join(newest, newest.c.id == EventTag.event_id)
+            .group_by(EventTag.tag).order_by(func.count().desc(), EventTag.tag).limit(limit)
+        ).all()
+    return {
+        "sample": sample,
+        "projects": [{"value": p, "count": n} for p, n in projects],
+        "tags": [{"value": t, "count": n} for t, n in tags],
+    }

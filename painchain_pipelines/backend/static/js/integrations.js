@@ -1,0 +1,299 @@
+// Integrations: the list (grouped by connector, with sync status) and the create / edit forms,
+// generated from each connector type's configSchema — including types registered later.
+import { ApiError, api, connectorTypes } from "./api.js";
+import { colorFor, formatDateTime, formatRelative, h, toast } from "./util.js";
+
+export async function renderIntegrations(main, ctx) {
+  const params = new URLSearchParams(location.search);
+  if (params.get("new")) return renderForm(main, ctx, { typeId: params.get("new") });
+  if (params.get("edit")) return renderForm(main, ctx, { integrationId: params.get("edit") });
+  return renderList(main, ctx);
+}
+
+function logoOf(type, id) {
+  if (type && type.logo) return h("span", { class: "logo image" }, h("img", { src: type.logo, alt: "" }));
+  return h("span", { class: "logo", style: { background: (type && type.color) || colorFor(id) } },
+    ((type && type.displayName) || id).slice(0, 1).toUpperCase());
+}
+
+async function renderList(main, { navigate, showError }) {
+  main.append(h("div", { class: "state" }, h("span", { class: "spinner", "aria-label": "Loading integrations" })));
+  let types;
+  let integrations;
+  let statuses;
+  try {
+    [types, integrations, statuses] = await Promise.all([
+      connectorTypes({ refresh: true }), api("/integrations"), api("/integrations/status"),
+    ]);
+  } catch (error) {
+    main.replaceChildren(h("div", { class: "state" }, h("h2", {}, "Integrations cannot be shown"), h("p", {}, error.message)));
+    showError(error, () => navigate(location.pathname, { replace: true }));
+    return;
+  }
+  const statusById = new Map(statuses.map((s) => [s.id, s]));
+  const addMenu = h("select", { id: "add-integration", "aria-label": "Add an integration of type" },
+    h("option", { value: "" }, "Add integration…"),
+    [...types.values()].map((t) => h("option", { value: t.id }, t.displayName)));
+  addMenu.addEventListener("change", () => { if (addMenu.value) navigate(`/integrations?new=${encodeURIComponent(addMenu.value)}`); });
+  main.replaceChildren(h("div", { class: "page-head" }, h("h1", {}, "Integrations"), types.size ? addMenu : null));
+
+  if (!types.size) {
+    main.append(h("div", { class: "state" }, h("h2", {}, "No connector is registered yet"),
+      h("p", {}, "Connectors register themselves when they start (painchain up does it for GitHub).")));
+    return;
+  }
+  if (!integrations.length) {
+    main.append(h("div", { class: "state" }, h("h2", {}, "No integrations yet — add one"),
+      h("p", {}, "An integration is a set of credentials and sources (repositories, projects, clusters) to watch."),
+      h("div", { class: "actions" }, [...types.values()].map((t) =>
+        h("a", { class: "button primary", href: `/integrations?new=${encodeURIComponent(t.id)}`, "data-nav": "" }, `Add ${t.displayName}`)))));
+    return;
+  }
+  const byType = new Map();
+  for (const integration of integrations) {
+    if (!byType.has(integration.type)) byType.set(integration.type, []);
+    byType.get(integration.type).push(integration);
+  }
+  for (const [typeId, items] of byType) {
+    const type = types.get(typeId);
+    const label = (type && type.displayName) || typeId;
+    main.append(h("section", { class: "type-group", "aria-label": label },
+      h("div", { class: "type-head" }, logoOf(type, typeId), h("h2", {}, label),
+        h("a", { class: "button small", href: `/integrations?new=${encodeURIComponent(typeId)}`, "data-nav": "" }, `Add ${label}`)),
+      h("div", { class: "cards" }, items.map((i) => card(i, statusById.get(i.id), { navigate, showError })))));
+  }
+}
+
+function statusLine(status) {
+  if (!status) return h("div", { class: "status muted" }, "Not synced yet");
+  const lastError = status.lastErrorAt && (!status.lastSuccessAt || status.lastErrorAt > status.lastSuccessAt);
+  const lines = [];
+  if (lastError) {
+    lines.push(h("div", { class: "status bad", title: formatDateTime(new Date(status.lastErrorAt)) },
+      `⚠ Failing since ${formatRelative(new Date(status.lastErrorAt))}: ${status.lastError}`));
+  }
+  if (status.lastSuccessAt) {
+    lines.push(h("div", { class: "status ok", title: formatDateTime(new Date(status.lastSuccessAt)) },
+      `✓ Last successful sync ${formatRelative(new Date(status.lastSuccessAt))}`));
+  } else if (!lastError) {
+    lines.push(h("div", { class: "status muted" }, "Not synced yet"));
+  }
+  return lines;
+}
+
+function card(integration, status, { navigate }) {
+  const tags = Array.isArray(integration.config.tags) ? integration.config.tags : [];
+  const events = status ? status.eventsLast24h : 0;
+  return h("article", { class: "card", "aria-label": integration.name, dataset: { id: integration.id } },
+    h("h3", {}, integration.name),
+    tags.length ? h("div", { class: "chips" }, tags.map((t) => h("span", { class: "chip" }, t))) : null,
+    statusLine(status),
+    h("a", { href: `/?integration=${encodeURIComponent(integration.id)}&range=24h`, "data-nav": "" },
+      `${events.toLocaleString()} event${events === 1 ? "" : "s"} in the last 24 h`),
+    integration.tenantId ? h("div", { class: "muted" }, `Tenant ${integration.tenantId}`) : null,
+    h("div", { class: "actions" },
+      h("a", { class: "button small", href: `/integrations?edit=${encodeURIComponent(integration.id)}`, "data-nav": "" }, "Edit"),
+      h("button", { type: "button", class: "button small danger", onclick: () => confirmDelete(integration, events, navigate) }, "Delete")));
+}
+
+function confirmDelete(integration, events, navigate) {
+  const dialog = h("dialog", { "aria-labelledby": "delete-title" },
+    h("form", { method: "dialog", class: "dialog-form" },
+      h("h2", { id: "delete-title" }, `Delete “${integration.name}”?`),
+      h("p", {}, "Its events are deleted with it and it stops syncing. This cannot be undone."),
+      h("div", { class: "dialog-actions" },
+        h("button", { value: "cancel", class: "button", autofocus: true }, "Cancel"),
+        h("button", { value: "delete", class: "button danger" }, "Delete"))));
+  document.body.append(dialog);
+  dialog.addEventListener("close", async () => {
+    dialog.remove();
+    if (dialog.returnValue !== "delete") return;
+    try {
+      await api(`/integrations/${encodeURIComponent(integration.id)}`, { method: "DELETE" });
+      toast(`Deleted ${integration.name}`);
+      navigate("/integrations", { replace: true });
+    } catch (error) {
+      toast(`Could not delete: ${error.message}`);
+    }
+  });
+  dialog.showModal();
+}
+
+// ---------------------------------------------------------------- the generated form
+
+function isJsonField(field) {
+  return field.type === "textarea" && field.format !== "text" && (field.format === "json" || field.key === "tags" ||
+    /^\s*[[{]/.test(field.placeholder || ""));
+}
+
+function checkJson(text) {
+  if (!text.trim()) return null;
+  try {
+    JSON.parse(text);
+    return null;
+  } catch (error) {
+    return error.message;
+  }
+}
+
+async function renderForm(main, { navigate, showError }, { typeId, integrationId }) {
+  main.append(h("div", { class: "state" }, h("span", { class: "spinner", "aria-label": "Loading form" })));
+  let integration = null;
+  let type;
+  try {
+    if (integrationId) {
+      integration = await api(`/integrations/${encodeURIComponent(integrationId)}`);
+      typeId = integration.type;
+    }
+    type = await api(`/integrations/types/${encodeURIComponent(typeId)}`);
+  } catch (error) {
+    main.replaceChildren(h("div", { class: "state" }, h("h2", {}, "This form cannot be shown"), h("p", {}, error.message),
+      h("a", { href: "/integrations", "data-nav": "", class: "button" }, "Back to integrations")));
+    if (error.status !== 404) showError(error);
+    return;
+  }
+  const fields = type.configSchema.fields || [];
+  const controls = new Map();
+  const errors = new Map();
+  const alert = h("div", { class: "form-alert", role: "alert", hidden: true });
+
+  const form = h("form", { class: "form-card", novalidate: true, "aria-labelledby": "form-title" },
+    h("div", { class: "type-head" }, logoOf(type, type.id),
+      h("h2", { id: "form-title" }, integration ? `Edit ${integration.name}` : `New ${type.displayName} integration`)),
+    type.description ? h("p", { class: "muted" }, type.description) : null,
+    alert);
+
+  for (const field of fields) {
+    const id = `field-${field.key}`;
+    const helpId = `${id}-help`;
+    const errorId = `${id}-error`;
+    const stored = integration ? integration.config[field.key] : undefined;
+    const describedBy = [field.help ? helpId : null, errorId].filter(Boolean).join(" ");
+    const common = { id, name: field.key, "aria-describedby": describedBy, "aria-required": field.required ? "true" : null };
+    let control;
+    if (field.type === "textarea") {
+      const value = stored === undefined || stored === null ? "" : typeof stored === "string" ? stored : JSON.stringify(stored, null, 2);
+      control = h("textarea", { ...common, placeholder: field.placeholder || null, rows: 3, spellcheck: "false" }, value);
+    } else if (field.type === "password") {
+      const isSet = integration && stored;
+      control = h("input", {
+        ...common, type: "password", autocomplete: "new-password",
+        placeholder: isSet ? "Unchanged — type to replace" : field.placeholder || null,
+      });
+    } else if (field.type === "number") {
+      control = h("input", { ...common, type: "number", value: stored ?? "", placeholder: field.placeholder || null, step: "any" });
+    } else if (field.type === "checkbox") {
+      control = h("input", { ...common, type: "checkbox", checked: stored === true || (stored === undefined && field.default === true) });
+    } else if (field.type === "select") {
+      const options = (field.options || []).map((o) => (typeof o === "object" ? o : { value: o, label: String(o) }));
+      control = h("select", common,
+        field.required ? null : h("option", { value: "" }, "—"),
+        options.map((o) => h("option", { value: String(o.value), selected: stored !== undefined && String(stored) === String(o.value) }, o.label || String(o.value))));
+    } else {
+      control = h("input", { ...common, type: "text", value: stored ?? "", placeholder: field.placeholder || null, autocomplete: "off" });
+    }
+    const error = h("p", { class: "field-error", id: errorId, hidden: true });
+    controls.set(field.key, control);
+    errors.set(field.key, error);
+    const label = h("label", { for: id }, field.label, field.required ? h("span", { class: "required", "aria-hidden": "true" }, " *") : null);
+    const help = field.help || "";
+    const passwordNote = field.type === "password" && integration ? " Leave empty to keep the stored value." : "";
+    if (field.type === "checkbox") {
+      form.append(h("div", { class: "checkbox-row" }, control, label), help || passwordNote ? h("p", { class: "help", id: helpId }, help + passwordNote) : null, error);
+    } else {
+      form.append(label, control, help || passwordNote ? h("p", { class: "help", id: helpId }, help + passwordNote) : null, error);
+    }
+    if (isJsonField(field)) {
+      const check = () => {
+        const problem = checkJson(control.value);
+        setError(field.key, problem ? `Not valid JSON: ${problem}` : null);
+      };
+      control.addEventListener("input", check);
+      control.addEventListener("blur", check);
+    }
+  }
+
+  function setError(key, message) {
+    const error = errors.get(key);
+    const control = controls.get(key);
+    if (!error) return false;
+    error.textContent = message || "";
+    error.hidden = !message;
+    if (message) control.setAttribute("aria-invalid", "true"); else control.removeAttribute("aria-invalid");
+    return true;
+  }
+
+  function collect() {
+    const config = {};
+    let firstProblem = null;
+    for (const field of fields) {
+      const control = controls.get(field.key);
+      let value;
+      if (field.type === "checkbox") value = control.checked;
+      else value = control.value;
+      let problem = null;
+      if (field.type === "password" && integration && value === "") {
+        continue; // keeps the stored secret
+      }
+      if (field.type !== "checkbox" && field.required && String(value).trim() === "") {
+        problem = `${field.label} is required` + (field.key === "tags" ? ` (use [] for none)` : "");
+      } else if (isJsonField(field) && String(value).trim()) {
+        const jsonProblem = checkJson(value);
+        if (jsonProblem) problem = `Not valid JSON: ${jsonProblem}`;
+      }
+      setError(field.key, problem);
+      if (problem && !firstProblem) firstProblem = control;
+      if (field.type === "number" && value !== "") value = Number(value);
+      if (value === "" && !field.required) continue;
+      config[field.key] = value;
+    }
+    return { config, firstProblem };
+  }
+
+  const submit = h("button", { type: "submit", class: "button primary" }, integration ? "Save changes" : "Create integration");
+  form.append(h("div", { class: "form-actions" }, submit,
+    h("a", { href: "/integrations", class: "button", "data-nav": "" }, "Cancel")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    alert.hidden = true;
+    const { config, firstProblem } = collect();
+    if (firstProblem) {
+      firstProblem.focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      if (integration) {
+        await api(`/integrations/${encodeURIComponent(integration.id)}`, { method: "PUT", body: { config } });
+        toast("Saved");
+      } else {
+        await api("/integrations", { method: "POST", body: { type: type.id, config } });
+        toast("Integration created: its recent history appears within a minute");
+      }
+      navigate("/integrations");
+    } catch (error) {
+      submit.disabled = false;
+      if (!(error instanceof ApiError) || error.status !== 422) {
+        alert.textContent = error.message;
+        alert.hidden = false;
+        if (error.status === 0) showError(error);
+        return;
+      }
+      const unplaced = [];
+      let first = null;
+      for (const [loc, message] of Object.entries(error.fieldErrors())) {
+        const key = loc.replace(/^config\./, "").split(".")[0];
+        if (loc.startsWith("config.") && setError(key, message)) first = first || controls.get(key);
+        else if (loc === "name" && setError("name", message)) first = first || controls.get("name");
+        else unplaced.push(`${loc}: ${message}`);
+      }
+      if (unplaced.length) {
+        alert.textContent = unplaced.join("; ");
+        alert.hidden = false;
+      }
+      (first || alert).focus?.();
+    }
+  });
+  main.replaceChildren(h("p", {}, h("a", { href: "/integrations", "data-nav": "" }, "← Integrations")), form);
+  controls.values().next().value?.focus();
+}

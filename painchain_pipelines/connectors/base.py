@@ -1,0 +1,183 @@
+"""The contract every connector implements, and the pieces they share."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: str | dt.datetime | None) -> dt.datetime | None:
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Event:
+    """A PainChain event, as POST /api/events takes it (minus integrationId, added when posting)."""
+
+    title: str
+    connector: str
+    project: str
+    timestamp: dt.datetime
+    external_id: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+    def to_api(self, integration_id: str) -> dict[str, Any]:
+        return {
+            "title": self.title[:500],
+            "connector": self.connector,
+            "project": self.project,
+            "timestamp": iso(self.timestamp),
+            "externalId": self.external_id,
+            "integrationId": integration_id,
+            "data": dict(self.data),
+            "tags": list(self.tags),
+        }
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """Half-open [start, end) in UTC."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    def __contains__(self, moment: dt.datetime | None) -> bool:
+        return moment is not None and self.start <= moment < self.end
+
+    def __str__(self) -> str:
+        return f"{iso(self.start)} → {iso(self.end)}"
+
+
+@dataclass(frozen=True)
+class Integration:
+    """An integration as the backend's connector read returns it (config with secrets)."""
+
+    id: str
+    name: str
+    type: str
+    config: Mapping[str, Any]
+    tenant_id: str | None
+    updated_at: str | None = None
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> "Integration":
+        return cls(
+            id=body["id"],
+            name=body.get("name") or body["id"],
+            type=body["type"],
+            config=body.get("config") or {},
+            tenant_id=body.get("tenantId"),
+            updated_at=body.get("updatedAt"),
+        )
+
+    def __repr__(self) -> str:  # never print the config: it holds secrets
+        return f"Integration(id={self.id!r}, name={self.name!r}, type={self.type!r})"
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ConnectorError(Exception):
+    """Base of the errors a connector raises on purpose; messages never contain secrets."""
+
+
+class ConfigError(ConnectorError):
+    """The integration's configuration is wrong: fail fast, do not retry."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"config field {field_name!r}: {message}")
+        self.field = field_name
+
+
+class AuthError(ConnectorError):
+    """The source refused the credentials: fail fast, do not retry."""
+
+    def __init__(self, message: str, field_name: str = "token"):
+        super().__init__(message)
+        self.field = field_name
+
+
+class RateLimited(ConnectorError):
+    """The source asks us to come back later; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = max(1.0, retry_after)
+
+
+class TransientError(ConnectorError):
+    """Timeouts, 5xx, dropped connections that survived the inline retries: retry with backoff."""
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class SyncStats:
+    events_fetched: int = 0
+    api_requests: int = 0
+    not_modified: int = 0
+    retries: int = 0
+    rate_limit_remaining: int | None = None
+    rate_limit_reset: int | None = None
+    per_stream: dict[str, int] = field(default_factory=dict)
+    failed_sources: dict[str, str] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+
+    def count(self, stream: str, n: int = 1) -> None:
+        self.per_stream[stream] = self.per_stream.get(stream, 0) + n
+        self.events_fetched += n
+
+
+EventSink = Callable[[Event], None]
+
+
+@dataclass
+class SyncResult:
+    stats: SyncStats
+    # The state to save once every emitted event is stored (None for window syncs: unchanged).
+    state: dict[str, Any] | None
+    window: TimeWindow
+
+
+@dataclass
+class ChangeCheck:
+    changed: bool
+    reason: str
+    stats: SyncStats = field(default_factory=SyncStats)
+
+
+class Connector(Protocol):
+    """What the orchestration needs from a polling connector.
+
+    * `window_sync` fetches everything that happened in a time window (backfills, reruns).
+    * `live_sync` continues from `state` (None on the first sync: then it reads `lookback`),
+      returning the new state; events are emitted to `sink` as they are found.
+    * `detect_changes` answers cheaply whether a live sync would find anything (conditional
+      requests; free when nothing changed).
+    """
+
+    id: str
+
+    def validate(self, integration: Integration) -> None: ...
+
+    def window_sync(self, integration: Integration, window: TimeWindow, sink: EventSink) -> SyncResult: ...
+
+    def live_sync(
+        self, integration: Integration, state: dict[str, Any] | None, sink: EventSink, lookback: dt.timedelta
+    ) -> SyncResult: ...
+
+    def detect_changes(self, integration: Integration, state: dict[str, Any] | None) -> ChangeCheck: ...

@@ -1,0 +1,1 @@
+"""GitHub's Dagster wiring: `github_events` asset, its partitions and sensors."""

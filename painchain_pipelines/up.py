@@ -1,0 +1,120 @@
+"""`painchain up`: the backend and Dagster (webserver + daemon) for a local user, together.
+
+Children run in their own process groups, so Ctrl-C / SIGTERM here stops each of them (and
+their own children) cleanly, once, in order: Dagster first, then the backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from painchain_pipelines.connectors.backend_client import BackendClient
+from painchain_pipelines.connectors.registration import RegistrationFailed, available_connectors, register
+from painchain_pipelines.paths import PROJECT_ROOT, data_dir
+
+log = logging.getLogger("painchain.up")
+
+
+class Child:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], stop_signal=signal.SIGTERM):
+        self.name = name
+        self.stop_signal = stop_signal
+        # A new session: our terminal's Ctrl-C reaches us, and we pass it on deliberately.
+        self.process = subprocess.Popen(args, env=env, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.alive():
+            os.killpg(self.process.pid, self.stop_signal)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+
+def wait_for_health(api_url: str, child: Child, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise RuntimeError(f"the backend exited with status {child.process.returncode}")
+        try:
+            if requests.get(api_url + "/health", timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the backend did not answer on {api_url}/health within {timeout:.0f} s")
+
+
+def run(host: str, port: int, dagster_port: int) -> int:
+    directory = data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    dagster_home = directory / "dagster"
+    dagster_home.mkdir(exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    api_url = f"http://{host}:{port}/api"
+    env = dict(os.environ)
+    env.update({
+        "PAINCHAIN_DATA_DIR": str(directory),
+        "BACKEND_API_URL": env.get("BACKEND_API_URL") or api_url,
+        "DAGSTER_HOME": str(dagster_home),
+        "PYTHONUNBUFFERED": "1",
+    })
+    stopping = False
+
+    def request_stop(signum, _frame):
+        nonlocal stopping
+        if not stopping:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    backend = Child("backend", [sys.executable, "-m", "painchain_pipelines", "backend",
+                                "--host", host, "--port", str(port)], env)
+    children = [backend]
+    try:
+        wait_for_health(api_url, backend)
+        try:
+            register(BackendClient(env["BACKEND_API_URL"], env.get("PAINCHAIN_API_TOKEN"), retries=0),
+                     available_connectors())
+        except RegistrationFailed as exc:
+            log.error("%s", exc)
+            return 1
+        dagster = Child("dagster", [
+            sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+            "-h", host, "-p", str(dagster_port),
+        ], env, stop_signal=signal.SIGINT)  # dagster dev shuts its webserver, daemon and code server down on SIGINT
+        children.append(dagster)
+        print(f"\n  PainChain UI and API: http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs)\n"
+              f"  Dagster UI:           http://{host}:{dagster_port}/\n\n  Ctrl-C stops both.\n", flush=True)
+        while not stopping:
+            for child in children:
+                if not child.alive():
+                    log.error("%s exited unexpectedly with status %s; stopping", child.name, child.process.returncode)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        for child in reversed(children):
+            child.stop()
+        log.info("stopped")
+
+

@@ -1,0 +1,115 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import dagster as dg
+import pytest
+import requests
+
+from painchain_pipelines.connectors.backend_client import BackendClient
+from painchain_pipelines.connectors.registration import RegistrationFailed, load_metadata, register
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_definitions_load_with_every_asset_check_sensor_and_schedule():
+    from painchain_pipelines.definitions import defs
+
+    repository = defs.get_repository_def()
+    assert {k.to_user_string() for k in repository.asset_graph.get_all_asset_keys()} == {"github_events"}
+    assert {s.name for s in repository.sensor_defs} == {"github_integrations_sensor", "github_live_sensor"}
+    assert {s.name for s in repository.schedule_defs} == {"github_daily_reconcile_schedule"}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in repository.sensor_defs)
+    checks = {k.name for k in repository.asset_graph.asset_check_keys}
+    assert checks == {"events_stored_cleanly", "sources_accessible"}
+    asset = repository.assets_defs_by_key[dg.AssetKey("github_events")]
+    assert asset.partitions_def.get_partition_key_from_str("2026-11-24|abc").keys_by_dimension == {
+        "date": "2026-11-24", "integration": "abc"}
+
+
+def test_dagster_validates_the_code_location_and_loading_it_warns_about_nothing():
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "painchain_pipelines.definitions"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Validation successful" in out.stderr + out.stdout
+    # Every warning raised while our code loads becomes an error here.
+    strict = subprocess.run([sys.executable, "-W", "error", "-c", "import painchain_pipelines.definitions"],
+                            capture_output=True, text=True, timeout=300)
+    assert strict.returncode == 0, strict.stderr[-2000:]
+
+
+def test_metadata_file_registers_and_reregistration_is_harmless(make_backend):
+    backend = make_backend("sqlite")
+    client = BackendClient(backend.api_url)
+    register(client, ["github"])
+    register(client, ["github"])
+    detail = requests.get(backend.api_url + "/integrations/types/github", timeout=10).json()
+    assert [f["key"] for f in detail["configSchema"]["fields"]] == [
+        "name", "tags", "token", "repositories", "branches", "baseUrl"]
+    token_field = next(f for f in detail["configSchema"]["fields"] if f["key"] == "token")
+    assert token_field["type"] == "password" and token_field["required"] is True
+    assert load_metadata("github")["id"] == "github"
+
+
+def test_registration_retries_five_times_then_fails_clearly():
+    sleeps = []
+    client = BackendClient(f"http://127.0.0.1:{_free_port()}/api", retries=0)
+    with pytest.raises(RegistrationFailed) as excinfo:
+        register(client, ["github"], sleep=sleeps.append)
+    assert sleeps == [1.0, 2.0, 4.0, 8.0]
+    assert "after 5 attempts" in str(excinfo.value)
+
+
+def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path):
+    port, dagster_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAINCHAIN_", "DAGSTER_"))}
+    env.pop("BACKEND_API_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "painchain_pipelines", "up", "--port", str(port), "--dagster-port", str(dagster_port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        api_ok = dagster_ok = False
+        while time.monotonic() < deadline and not (api_ok and dagster_ok):
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                api_ok = requests.get(f"http://127.0.0.1:{port}/api/integrations/types", timeout=2).json()[0]["id"] == "github"
+                dagster_ok = requests.get(f"http://127.0.0.1:{dagster_port}/server_info", timeout=2).ok
+            except (requests.RequestException, IndexError, ValueError):
+                pass
+            time.sleep(1)
+        assert api_ok and dagster_ok, "the API or the Dagster UI did not answer"
+        assert (tmp_path / ".painchain" / "dagster" / "dagster.yaml").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, output[-3000:]
+    assert f"PainChain UI and API: http://127.0.0.1:{port}/" in output
+    assert f"Dagster UI:           http://127.0.0.1:{dagster_port}/" in output
+    for p in (port, dagster_port):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{p}/", timeout=2)
+    leftovers = subprocess.run(["pgrep", "-f", f"--port {port}|-p {dagster_port}"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
+
+
+def test_shipped_instance_config_limits_runs_per_integration(tmp_path, monkeypatch):
+    (tmp_path / "dagster.yaml").write_text(open("dagster.yaml").read())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:
+        config = instance.run_coordinator.get_run_queue_config()
+        assert config.max_concurrent_runs == 4
+        assert config.tag_concurrency_limits == [
+            {"key": "dagster/partition/integration", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+        assert instance.run_coordinator.dequeue_use_threads is True
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2

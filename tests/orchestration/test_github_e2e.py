@@ -1,0 +1,292 @@
+"""GitHub ingestion end to end: sensors, live syncs, backfills, retries, restarts, secrets."""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import dagster as dg
+
+from painchain_pipelines.defs.github.schedules import github_daily_reconcile_schedule
+from painchain_pipelines.defs.github.sensors import github_integrations_sensor, github_live_sensor
+from painchain_pipelines.defs.ingestion import MODE_TAG, TRIGGER_TAG, reconcile_hour
+from tests.orchestration.conftest import GITHUB_TOKEN, SERVICE_TOKEN
+
+H = dt.timedelta(hours=1)
+
+
+def apply_partition_requests(result: dg.SensorResult, instance: dg.DagsterInstance) -> None:
+    for request in result.dynamic_partitions_requests or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+
+
+def tick(sensor, world, cursor=None):
+    context = dg.build_sensor_context(instance=world.instance, resources=world.resources, cursor=cursor)
+    result = sensor(context)
+    if isinstance(result, dg.SensorResult):
+        apply_partition_requests(result, world.instance)
+        return result, result.cursor
+    return result, context.cursor
+
+
+def test_new_integration_gets_its_recent_history_then_live_changes(world):
+    repo = world.fake.add_repo("octo/app")
+    now = world.fake.now()
+    old = repo.add_commit(message="ten days ago", authored_at=now - dt.timedelta(days=10))
+    recent = repo.add_commit(message="three days ago", authored_at=now - dt.timedelta(days=3))
+    integration = world.create_integration(["octo/app"])
+
+    result, _ = tick(github_integrations_sensor, world)
+    assert world.instance.get_dynamic_partitions("github_integrations") == [integration["id"]]
+    [request] = result.run_requests
+    assert request.tags[MODE_TAG] == "live" and request.tags[TRIGGER_TAG] == "new-integration"
+    assert request.partition_key.keys_by_dimension["integration"] == integration["id"]
+    run = world.execute(request)
+    assert run.success
+    stored = world.events(integration["id"])
+    assert set(stored) == {f"github:octo/app:commit:{recent}"}  # 7-day look-back, not 10
+    assert f"github:octo/app:commit:{old}" not in stored
+
+    materialization = run.asset_materializations_for_node("github_events")[0]
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert metadata["events_created"] == 1 and metadata["events_invalid"] == 0
+    assert metadata["mode"] == "live" and metadata["sources"] == ["octo/app"]
+    assert metadata["api_requests"] >= 6 and "rate_limit_remaining" in metadata
+    checks = {c.check_name: c.passed for c in run.get_asset_check_evaluations()}
+    assert checks == {"events_stored_cleanly": True, "sources_accessible": True}
+    assert world.sync_record(integration["id"])["lastSuccessAt"] is not None
+
+    # Nothing changed: the live sensor asks GitHub (304s) and starts no run.
+    world.fake.reset_requests()
+    result, cursor = tick(github_live_sensor, world)
+    assert result.run_requests == []
+    assert [r for r in world.fake.requests if r.counted] == []
+
+    pr = repo.open_pull("Add feature")
+    result, cursor = tick(github_live_sensor, world, cursor)
+    [live] = result.run_requests
+    assert live.tags[MODE_TAG] == "live" and "pulls" in live.tags[TRIGGER_TAG]
+    assert world.execute(live).success
+    assert f"github:octo/app:pr:{pr}:opened" in world.events(integration["id"])
+
+
+def test_multi_day_backfill_range_from_the_cli(world):
+    repo = world.fake.add_repo("octo/app")
+    today = world.fake.now().date()
+    days = [today - dt.timedelta(days=n) for n in (5, 4, 3)]
+    shas = [repo.add_commit(message=f"on {d}", authored_at=dt.datetime.combine(d, dt.time(12), dt.timezone.utc))
+            for d in days]
+    outside = repo.add_commit(message="outside", authored_at=dt.datetime.combine(
+        today - dt.timedelta(days=2), dt.time(12), dt.timezone.utc))
+    integration = world.create_integration(["octo/app"])
+    world.add_partition(integration["id"])
+    env = {**os.environ, "DAGSTER_HOME": str(world.instance_dir), "BACKEND_API_URL": world.backend.api_url,
+           "PAINCHAIN_API_TOKEN": SERVICE_TOKEN}
+    partition_range = f"{days[0]}|{integration['id']}...{days[-1]}|{integration['id']}"
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "painchain_pipelines.definitions",
+         "--select", "github_events", "--partition-range", partition_range],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert set(world.events(integration["id"])) == {f"github:octo/app:commit:{s}" for s in shas}
+    assert outside not in "".join(world.events(integration["id"]))
+    # one run for the whole range, and each day's partition is materialized
+    materialized = world.instance.get_materialized_partitions(dg.AssetKey("github_events"))
+    assert {f"{d}|{integration['id']}" for d in days} <= set(materialized)
+    runs = world.instance.get_runs()
+    assert len(runs) == 1
+
+
+def test_every_event_once_with_final_status_after_reruns_restarts_and_retries(world, make_backend):
+    repo = world.fake.add_repo("octo/app")
+    now = world.fake.now()
+    sha = repo.add_commit(message="deploy me", authored_at=now - 2 * H)
+    run_id = repo.add_workflow_run(name="CI", head_sha=sha, created_at=now - H, status="in_progress")
+    deployment = repo.add_deployment("production", sha=sha, created_at=now - H)
+    repo.add_deployment_status(deployment, "in_progress", at=now - H)
+    integration = world.create_integration(["octo/app"])
+    world.add_partition(integration["id"])
+
+    assert world.materialize(integration["id"], live=True).success
+    first = world.events(integration["id"])
+    assert not any(":run:" in k or ":status:" in k for k in first)
+
+    # GitHub fails twice with 502 on the runs list, then recovers: retried, nothing lost.
+    repo.complete_run(run_id, "success")
+    repo.add_deployment_status(deployment, "success")
+    world.fake.fail_next(6, status=502, path_contains="/actions/runs")
+    result = world.materialize(integration["id"], live=True)
+    assert result.success
+    retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retried, "expected the run to be retried after the 502s"
+    # A re-run of the same partition and a window sync of today change nothing.
+    assert world.materialize(integration["id"], live=True).success
+    assert world.materialize(integration["id"]).success
+    stored = world.events(integration["id"])
+    finals = {k: v for k, v in stored.items() if ":run:" in k or ":status:" in k}
+    assert {v["data"].get("conclusion") or v["data"]["state"] for v in finals.values()} == {"success"}
+    assert len(finals) == 2
+
+    # Restart the backend on the same database: state and events survive, still exactly once.
+    world.backend.stop()
+    world.backend.start(port=world.backend.port)
+    late = repo.add_commit(message="after restart", authored_at=now - 3 * H)
+    assert world.materialize(integration["id"], live=True).success
+    after = world.events(integration["id"])
+    assert set(after) == set(stored) | {f"github:octo/app:commit:{late}"}
+    commit = after[f"github:octo/app:commit:{late}"]
+    assert commit["timestamp"].startswith((now - 3 * H).strftime("%Y-%m-%dT%H:%M"))
+
+
+def test_inaccessible_repository_is_reported_and_others_ingest(world):
+    world.fake.add_repo("octo/ok").add_commit(message="fine", authored_at=world.fake.now() - H)
+    world.fake.add_repo("octo/gone")
+    world.fake.set_repo_error("octo/gone", 404)
+    integration = world.create_integration(["octo/ok", "octo/gone"])
+    world.add_partition(integration["id"])
+    run = world.materialize(integration["id"], live=True)
+    assert run.success
+    assert len(world.events(integration["id"])) == 1
+    metadata = run.asset_materializations_for_node("github_events")[0].metadata
+    assert "octo/gone" in metadata["failed_sources"].value
+    checks = {c.check_name: c for c in run.get_asset_check_evaluations()}
+    assert checks["sources_accessible"].passed is False
+    assert checks["events_stored_cleanly"].passed is True
+
+
+def test_bad_token_fails_fast_without_retries_and_is_reported(world):
+    world.fake.add_repo("octo/app")
+    integration = world.create_integration(["octo/app"], token="wrong-token")
+    world.add_partition(integration["id"])
+    result = world.materialize(integration["id"], live=True, raise_on_error=False)
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)
+    assert integration["id"] in message and "'token'" in message and "wrong-token" not in message
+    record = world.sync_record(integration["id"])
+    assert "401" in record["lastError"] and record["lastSuccessAt"] is None
+    # The live sensor holds the integration back instead of failing every minute.
+    result, cursor = tick(github_live_sensor, world)
+    assert result.run_requests == []
+    assert integration["id"] in json.loads(cursor)["held"]
+
+
+def test_primary_rate_limit_becomes_a_later_retry(world, monkeypatch):
+    # Waits over 1 s (instead of 30 s) leave the worker, so the test takes seconds.
+    monkeypatch.setattr("painchain_pipelines.connectors.github.client.MAX_INLINE_WAIT", 1.0)
+    world.fake.add_repo("octo/app").add_commit(message="x", authored_at=world.fake.now() - H)
+    integration = world.create_integration(["octo/app"])
+    world.add_partition(integration["id"])
+    world.fake.exhaust_rate_limit(reset_in=3)
+    result = world.materialize(integration["id"], live=True)
+    assert result.success
+    waits = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(waits) == 1 and 3 <= waits[0].event_specific_data.seconds_to_wait <= 7
+    assert len(world.events(integration["id"])) == 1
+
+
+def test_integrations_sensor_registers_the_connector_type_itself(world):
+    """With plain `dagster dev` nobody else registers the type."""
+    world.api.post("/integrations/types/register", json={
+        "id": "github", "displayName": "Outdated", "configSchema": {"fields": []}})
+    result, cursor = tick(github_integrations_sensor, world)
+    assert world.api.get("/integrations/types/github").json()["displayName"] == "GitHub"
+    assert cursor and len(cursor) == 64
+
+
+def test_sensor_removes_deleted_integrations_and_schedule_reconciles_yesterday(world):
+    world.fake.add_repo("octo/a")
+    world.fake.add_repo("octo/b")
+    a = world.create_integration(["octo/a"])
+    b = world.create_integration(["octo/b"], tenant="acme")
+    tick(github_integrations_sensor, world)
+    assert set(world.instance.get_dynamic_partitions("github_integrations")) == {a["id"], b["id"]}
+    world.api.delete(f"/integrations/{a['id']}")
+    result, _ = tick(github_integrations_sensor, world)
+    assert world.instance.get_dynamic_partitions("github_integrations") == [b["id"]]
+    hour = reconcile_hour(b["id"])
+    due = dt.datetime(2026, 11, 25, hour, 15, tzinfo=dt.timezone.utc)
+    context = dg.build_schedule_context(instance=world.instance, scheduled_execution_time=due)
+    [request] = github_daily_reconcile_schedule(context)
+    assert request.partition_key == f"2026-11-24|{b['id']}"
+    assert request.tags[TRIGGER_TAG] == "daily-reconcile" and MODE_TAG not in request.tags
+    assert world.execute(request).success
+    other_hour = due.replace(hour=(hour + 1) % 24)
+    skipped = github_daily_reconcile_schedule(
+        dg.build_schedule_context(instance=world.instance, scheduled_execution_time=other_hour))
+    assert isinstance(skipped, dg.SkipReason)
+
+
+def test_tenant_integrations_post_with_their_tenant(world):
+    world.fake.add_repo("octo/t").add_commit(message="tenant", authored_at=world.fake.now() - H)
+    integration = world.create_integration(["octo/t"], tenant="acme")
+    world.add_partition(integration["id"])
+    assert world.materialize(integration["id"], live=True).success
+    events = world.api.get("/events", headers={"x-tenant-id": "acme"}, params={"integrationId": integration["id"]}).json()
+    assert [e["tenantId"] for e in events["events"]] == ["acme"]
+
+
+def test_no_secret_reaches_dagster_storage_or_logs(world, caplog):
+    world.fake.add_repo("octo/app").add_commit(message="x", authored_at=world.fake.now() - H)
+    integration = world.create_integration(["octo/app"])
+    with caplog.at_level("DEBUG"):
+        tick(github_integrations_sensor, world)
+        world.materialize(integration["id"], live=True)
+        world.fake.exhaust_rate_limit(reset_in=1)
+        world.materialize(integration["id"], live=True)
+        tick(github_live_sensor, world)
+    for run in world.instance.get_runs():
+        assert GITHUB_TOKEN not in json.dumps(run.run_config) + json.dumps(dict(run.tags))
+        for record in world.instance.all_logs(run.run_id):
+            text = str(record)
+            assert GITHUB_TOKEN not in text and SERVICE_TOKEN not in text
+    scanned = 0
+    for path in world.instance_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            scanned += 1
+            assert GITHUB_TOKEN.encode() not in data, path
+            assert SERVICE_TOKEN.encode() not in data, path
+    assert scanned > 0
+    assert GITHUB_TOKEN not in caplog.text and SERVICE_TOKEN not in caplog.text
+
+
+def test_many_changes_in_one_tick_become_one_batch_run(world):
+    from painchain_pipelines.defs.github.assets import github_events, github_events_job
+
+    integrations = []
+    for n in range(7):
+        repo = world.fake.add_repo(f"org/svc-{n}")
+        repo.add_commit(message="initial", authored_at=world.fake.now() - 2 * H)
+        integration = world.create_integration([f"org/svc-{n}"])
+        world.add_partition(integration["id"])
+        assert world.materialize(integration["id"], live=True).success
+        integrations.append(integration)
+    shas = {i["id"]: world.fake.repo(f"org/svc-{n}").add_commit(message="change")
+            for n, i in enumerate(integrations)}
+    result, cursor = tick(github_live_sensor, world)
+    [batch] = result.run_requests
+    assert batch.tags["painchain/batch"] == "true" and batch.partition_key is None
+    assert batch.tags["dagster/asset_partition_range_start"].endswith(integrations[0]["id"])
+    job = dg.Definitions(assets=[github_events], jobs=[github_events_job],
+                         resources=world.resources).resolve_job_def("github_events_job")
+    run = job.execute_in_process(instance=world.instance, tags=dict(batch.tags))
+    assert run.success
+    for integration in integrations:
+        assert f"github:org/svc-{integrations.index(integration)}:commit:{shas[integration['id']]}" in \
+            world.events(integration["id"])
+    metadata = run.asset_materializations_for_node("github_events")[0].metadata
+    assert len(metadata["per_integration"].value) == 7 and metadata["events_created"].value == 7
+    # Two changes next time: two runs of their own.
+    world.fake.repo("org/svc-1").add_commit(message="again")
+    world.fake.repo("org/svc-2").add_commit(message="again")
+    result, _ = tick(github_live_sensor, world, cursor)
+    assert sorted(r.partition_key.keys_by_dimension["integration"] for r in result.run_requests) == sorted(
+        [integrations[1]["id"], integrations[2]["id"]])
