@@ -1,7 +1,8 @@
 """`painchain up`: the backend and Dagster (webserver + daemon) for a local user, together.
 
 Children run in their own process groups, so Ctrl-C / SIGTERM here stops each of them (and
-their own children) cleanly, once, in order: Dagster first, then the backend.
+their own children) cleanly, once, in reverse order of start: the Dagster daemon, webserver and
+code server, then the backend.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -21,6 +24,7 @@ from painchain_pipelines.connectors.registration import RegistrationFailed, avai
 from painchain_pipelines.paths import PROJECT_ROOT, data_dir
 
 log = logging.getLogger("painchain.up")
+LOCATION_NAME = "painchain"  # as in workspace.yaml
 
 
 class Child:
@@ -59,6 +63,46 @@ def wait_for_health(api_url: str, child: Child, timeout: float = 120.0) -> None:
     raise RuntimeError(f"the backend did not answer on {api_url}/health within {timeout:.0f} s")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_dagster(host: str, dagster_port: int, env: dict[str, str]) -> list[Child]:
+    """What `dagster dev` does, without its deprecation notice: one code server shared by the
+    webserver and the daemon (one copy of the definitions to load and to reload)."""
+    grpc_port = str(free_port())
+    dagster = [sys.executable, "-m", "dagster"]
+    # Dagster's processes shut down (and stop their runs' subprocesses) cleanly on SIGINT.
+    code_server = Child("code server", [*dagster, "code-server", "start", "-m", "painchain_pipelines.definitions",
+                                        "--location-name", LOCATION_NAME, "-h", "127.0.0.1", "-p", grpc_port],
+                        env, stop_signal=signal.SIGINT)
+    deadline = time.monotonic() + 120
+    while subprocess.run([*dagster, "api", "grpc-health-check", "-p", grpc_port], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+        if not code_server.alive() or time.monotonic() > deadline:
+            code_server.stop()
+            raise RuntimeError("the Dagster code server did not start (see its output above)")
+        time.sleep(0.5)
+    # The location keeps its name (sensor states and run history are filed under it).
+    workspace = Path(env["DAGSTER_HOME"]) / "workspace.yaml"
+    workspace.write_text("load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+                         f"      port: {grpc_port}\n      location_name: {LOCATION_NAME}\n")
+    grpc = ["-w", str(workspace)]
+    webserver = Child("Dagster webserver", [sys.executable, "-m", "dagster_webserver", *grpc,
+                                            "-h", host, "-p", str(dagster_port)], env, stop_signal=signal.SIGINT)
+    daemon = Child("Dagster daemon", [_script("dagster-daemon"), "run", *grpc], env,
+                   stop_signal=signal.SIGINT)
+    return [code_server, webserver, daemon]
+
+
+def _script(name: str) -> str:
+    """A console script installed with this interpreter's packages (the venv's bin/)."""
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
 def run(host: str, port: int, dagster_port: int) -> int:
     directory = data_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -95,11 +139,7 @@ def run(host: str, port: int, dagster_port: int) -> int:
         except RegistrationFailed as exc:
             log.error("%s", exc)
             return 1
-        dagster = Child("dagster", [
-            sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-            "-h", host, "-p", str(dagster_port),
-        ], env, stop_signal=signal.SIGINT)  # dagster dev shuts its webserver, daemon and code server down on SIGINT
-        children.append(dagster)
+        children.extend(start_dagster(host, dagster_port, env))
         print(f"\n  PainChain UI and API: http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs)\n"
               f"  Dagster UI:           http://{host}:{dagster_port}/\n\n  Ctrl-C stops both.\n", flush=True)
         while not stopping:

@@ -1,4 +1,5 @@
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -90,6 +91,16 @@ def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path):
             time.sleep(1)
         assert api_ok and dagster_ok, "the API or the Dagster UI did not answer"
         assert (tmp_path / ".painchain" / "dagster" / "dagster.yaml").exists()
+        workspace = tmp_path / ".painchain" / "dagster" / "workspace.yaml"
+        grpc_port = re.search(r"port: (\d+)", workspace.read_text()).group(1)
+        query = "{ repositoriesOrError { ... on RepositoryConnection { nodes { location { name } " \
+                "sensors { name sensorState { status } } assetNodes { assetKey { path } } } } } }"
+        [repository] = requests.post(f"http://127.0.0.1:{dagster_port}/graphql", json={"query": query},
+                                     timeout=30).json()["data"]["repositoriesOrError"]["nodes"]
+        assert repository["location"]["name"] == "painchain"
+        assert {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]} == {
+            "github_integrations_sensor": "RUNNING", "github_live_sensor": "RUNNING"}
+        assert {"path": ["github_events"]} in [a["assetKey"] for a in repository["assetNodes"]]
     finally:
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=90)
@@ -99,7 +110,9 @@ def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path):
     for p in (port, dagster_port):
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{p}/", timeout=2)
-    leftovers = subprocess.run(["pgrep", "-f", f"--port {port}|-p {dagster_port}"], capture_output=True, text=True)
+    assert "Warning" not in output, output[-3000:]
+    leftovers = subprocess.run(["pgrep", "-f", f"--port {port}|-p {dagster_port}|-p {grpc_port}|{workspace}"],
+                               capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
 
 
