@@ -41,4 +41,6 @@ async def validation_exception_handler(request, exc: RequestValidationError):
     errors = [humanize(e) for e in exc.errors()]
     for e in errors:
         e.pop("url", None)
+        # The rejected value is not echoed: it may be a whole integration config, secrets included.
+        e.pop("input", None)
     return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})

@@ -113,6 +113,7 @@ class Event(Base):
         Index("ix_events_connector_ts", "connector", "ts", "id"),
         Index("ix_events_project_ts", "project", "ts", "id"),
         Index("ix_events_integration_ts", "integration_id", "ts", "id"),
+        Index("ix_events_received", "received_at"),  # what arrived since (late events too)
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)

@@ -34,6 +34,16 @@ BATCH_TAG = "painchain/batch"  # a live sync of every integration, one run (sens
 INTEGRATION_TAG = "dagster/partition/integration"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+PARTITION_TAG = "dagster/partition"
+# A run stopped by a long primary rate limit is launched again after the reset by the deferred
+# retry sensor, instead of a run process sleeping through it (and holding a run slot).
+DEFERRED_TAG = "painchain/deferred"  # "pending" on the stopped run, then "relaunched"
+RETRY_AT_TAG = "painchain/retry_at"  # when (ISO 8601, UTC)
+DEFERRAL_TAG = "painchain/deferral"  # how many times this work was deferred so far
+DEFERRED_FROM_TAG = "painchain/deferred_from"
+CONNECTOR_TAG = "painchain/connector"
+MAX_IN_PROCESS_WAIT_S = 120  # shorter waits (secondary limits, Retry-After) are retried in place
+MAX_DEFERRALS = 6
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -159,7 +169,8 @@ def sync_partitions(
         context.log.warning("live syncs cover today only; syncing these partitions' windows instead")
         live = False
     if live and len(targets) > 1:
-        return _live_batch(context, connector, client, list(targets), settings)
+        integrations_def_name = partitions_def.get_partitions_def_for_dimension("integration").name
+        return _live_batch(context, connector, client, list(targets), settings, integrations_def_name)
     outcomes: list[SyncOutcome] = []
     for integration_id, dates in targets.items():
         if live:
@@ -175,25 +186,59 @@ def sync_partitions(
 
     failures = [o for o in outcomes if not o.ok]
     if failures:
+        # The integrations that did sync are materialized now: a failure elsewhere in the run
+        # must not leave their partitions looking failed.
+        _materialize_succeeded(context, targets, outcomes, partitions_def)
         message = "; ".join(o.error for o in failures)
         rate_limited = [o.retry_after for o in failures if o.error_kind == "rate_limited"]
         if rate_limited:
-            wait_s = max(rate_limited)
-            context.log.warning(f"rate limited: retrying in {wait_s:.0f} s — {message}")
             # Jitter, so that integrations sharing a token do not all come back in the same second.
-            raise dg.RetryRequested(max_retries=8, seconds_to_wait=wait_s + random.uniform(1, 1 + min(10.0, wait_s / 10)))
+            wait_s = max(rate_limited) + random.uniform(1, 1 + min(10.0, max(rate_limited) / 10))
+            if wait_s <= MAX_IN_PROCESS_WAIT_S:
+                context.log.warning(f"rate limited: retrying in {wait_s:.0f} s — {message}")
+                raise dg.RetryRequested(max_retries=8, seconds_to_wait=wait_s)
+            raise dg.Failure(description=_defer(context, connector.id, wait_s, message, live), allow_retries=False,
+                             metadata=_metadata(outcomes))
         if any(o.retryable for o in failures):
             raise RetryableSyncError(message)
         raise dg.Failure(description=message, allow_retries=False, metadata=_metadata(outcomes))
     return dg.MaterializeResult(metadata=_metadata(outcomes), check_results=_check_results(outcomes))
 
 
+def _materialize_succeeded(context, targets: dict[str, list[dt.date]], outcomes: list[SyncOutcome],
+                           partitions_def: dg.MultiPartitionsDefinition) -> None:
+    if len(outcomes) < 2:
+        return
+    for outcome in outcomes:
+        if not outcome.ok:
+            continue
+        metadata = _metadata([outcome])
+        for date in targets.get(outcome.integration_id, []):
+            context.log_event(dg.AssetMaterialization(
+                asset_key=context.asset_key, partition=str(partition_key(date, outcome.integration_id)),
+                metadata=metadata))
+
+
+def _defer(context, connector_id: str, wait_s: float, message: str, live: bool) -> str:
+    """Stop instead of sleeping through a long rate-limit wait; say when the work resumes."""
+    resume_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=wait_s)
+    when = f"{resume_at:%Y-%m-%d %H:%M} UTC"
+    if live:
+        return f"{message} — rate limited until {when}; live polling resumes by itself then"
+    deferral = int(context.run.tags.get(DEFERRAL_TAG, "0"))
+    if deferral >= MAX_DEFERRALS:
+        return f"{message} — rate limited until {when}, deferred {deferral} times already: re-run it then"
+    context.instance.add_run_tags(context.run.run_id, {
+        DEFERRED_TAG: "pending", CONNECTOR_TAG: connector_id, RETRY_AT_TAG: resume_at.isoformat(timespec="seconds")})
+    return f"{message} — rate limited until {when}; the same partitions are launched again then"
+
+
 def _live_batch(context, connector: Connector, client: BackendClient, integration_ids: list[str],
-                settings: OrchestrationSettings) -> dg.MaterializeResult:
+                settings: OrchestrationSettings, integrations_def_name: str) -> dg.MaterializeResult:
     """Live-sync many integrations in one run (the sensor starts this when many changed at once):
     one process start instead of one per integration; unchanged ones cost a few 304s. An
     integration that fails is reported (here and to the backend) and left to the next tick."""
-    busy = _integrations_with_active_runs(context.instance, context.run.job_name, exclude_run=context.run.run_id)
+    busy = _integrations_with_active_runs(context.instance, integrations_def_name, exclude_run=context.run.run_id)
     todo = [i for i in integration_ids if i not in busy]
     if busy & set(integration_ids):
         context.log.info(f"skipping {len(busy & set(integration_ids))} integrations with a run of their own")
@@ -375,7 +420,7 @@ def build_live_sensor(
         held: dict = cursor.get("held", {})  # integration id -> {"until": epoch, "updatedAt": ...}
         now = time.time()
         known = set(context.instance.get_dynamic_partitions(integrations_def.name))
-        busy = _integrations_with_active_runs(context.instance, job.name)
+        busy = _integrations_with_active_runs(context.instance, integrations_def.name)
         candidates = []
         for integration in integrations:
             hold = held.get(integration.id)
@@ -442,6 +487,48 @@ def build_live_sensor(
     return live_sensor
 
 
+def build_deferred_retry_sensor(connector_id: str, job) -> dg.SensorDefinition:
+    """Launches again, after the reset, the window runs (backfills, reruns, reconciles) that a
+    long primary rate limit stopped: no run process sleeps through the wait."""
+
+    @dg.sensor(
+        name=f"{connector_id}_deferred_retry_sensor",
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Re-launches {connector_id} runs stopped by a rate limit once the limit resets.",
+    )
+    def deferred_retry_sensor(context: dg.SensorEvaluationContext):
+        now = dt.datetime.now(dt.timezone.utc)
+        # Any job: materializations from the UI run as Dagster's implicit asset job.
+        records = context.instance.get_run_records(filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.FAILURE], tags={DEFERRED_TAG: "pending", CONNECTOR_TAG: connector_id}))
+        due = [r.dagster_run for r in records
+               if dt.datetime.fromisoformat(r.dagster_run.tags[RETRY_AT_TAG]) <= now]
+        run_requests = [deferred_run_request(run) for run in due]
+        for run in due:
+            context.instance.add_run_tags(run.run_id, {DEFERRED_TAG: "relaunched"})
+        waiting = len(records) - len(due)
+        if not run_requests:
+            return dg.SkipReason(f"{waiting} run(s) waiting for a rate limit to reset" if waiting
+                                 else "no run is waiting for a rate limit")
+        return run_requests
+
+    return deferred_retry_sensor
+
+
+def deferred_run_request(run: dg.DagsterRun) -> dg.RunRequest:
+    """The same partitions (one key or a range) and mode as the stopped run."""
+    tags = {k: v for k, v in run.tags.items() if k in (MODE_TAG, TRIGGER_TAG, BATCH_TAG)}
+    tags[DEFERRAL_TAG] = str(int(run.tags.get(DEFERRAL_TAG, "0")) + 1)
+    tags[DEFERRED_FROM_TAG] = run.run_id
+    run_key = f"deferred:{run.run_id}"  # launched once, even if tagging the old run failed
+    if PARTITION_TAG in run.tags:
+        return dg.RunRequest(run_key=run_key, partition_key=run.tags[PARTITION_TAG], tags=tags)
+    tags[RANGE_START_TAG], tags[RANGE_END_TAG] = run.tags[RANGE_START_TAG], run.tags[RANGE_END_TAG]
+    return dg.RunRequest(run_key=run_key, tags=tags)
+
+
 def _needs_sync(client: BackendClient, connector: Connector, integration: Integration,
                 settings: OrchestrationSettings, deadline: float) -> tuple[bool, str]:
     if time.monotonic() > deadline:
@@ -456,11 +543,26 @@ def _needs_sync(client: BackendClient, connector: Connector, integration: Integr
     return check.changed, check.reason
 
 
-def _integrations_with_active_runs(instance: dg.DagsterInstance, job_name: str,
+def _integrations_with_active_runs(instance: dg.DagsterInstance, integrations_def_name: str,
                                    exclude_run: str | None = None) -> set[str]:
-    records = instance.get_run_records(filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES))
-    return {r.dagster_run.tags[INTEGRATION_TAG] for r in records
-            if INTEGRATION_TAG in r.dagster_run.tags and r.dagster_run.run_id != exclude_run}
+    """Integrations some queued or running run is syncing: runs of one partition, and range runs
+    (backfills, batches), which cover the integrations from the range's first to its last in
+    partition order. Any job: the UI's materializations run as Dagster's implicit asset job."""
+    records = instance.get_run_records(filters=dg.RunsFilter(statuses=ACTIVE_STATUSES))
+    busy: set[str] = set()
+    ordered: list[str] | None = None
+    for record in records:
+        tags = record.dagster_run.tags
+        if record.dagster_run.run_id == exclude_run:
+            continue
+        if INTEGRATION_TAG in tags:
+            busy.add(tags[INTEGRATION_TAG])
+        elif "|" in tags.get(RANGE_START_TAG, "") and "|" in tags.get(RANGE_END_TAG, ""):
+            ordered = ordered if ordered is not None else list(instance.get_dynamic_partitions(integrations_def_name))
+            first, last = (tags[t].split("|", 1)[1] for t in (RANGE_START_TAG, RANGE_END_TAG))
+            if first in ordered and last in ordered:
+                busy.update(ordered[ordered.index(first):ordered.index(last) + 1])
+    return busy
 
 
 def _batch_active(instance: dg.DagsterInstance, job_name: str) -> bool:

@@ -1,5 +1,6 @@
 import datetime as dt
 import random
+import time
 
 import pytest
 
@@ -153,12 +154,25 @@ def test_filters(api):
         ({"until": "2026-13-01"}, "until"),
         ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
         ({"cursor": "garbage!"}, "cursor"),
+        ({"receivedSince": "yesterday"}, "receivedSince"),
     ],
 )
 def test_bad_query_parameters_are_named(api, params, field):
     response = api.get("/events", params=params)
     assert response.status_code == 422, response.text
     assert ("query", field) in _fields(response)
+
+
+def test_received_since_finds_late_arrivals_whatever_their_timestamp(api, integration):
+    first = api.post("/events", json=event_body(integration, 30, timestamp="2026-01-01T12:00:00Z")).json()
+    time.sleep(0.01)
+    # arrives later, but happened earlier: a commit pushed hours after it was authored
+    late = api.post("/events", json=event_body(integration, 31, timestamp="2026-01-01T09:00:00Z")).json()
+    assert late["receivedAt"] > first["receivedAt"]
+    page = api.get("/events", params={"receivedSince": late["receivedAt"], "since": "2026-01-01T00:00:00Z"}).json()
+    assert [e["id"] for e in page["events"]] == [late["id"]]
+    both = api.get("/events", params={"receivedSince": first["receivedAt"]}).json()
+    assert [e["id"] for e in both["events"]] == [first["id"], late["id"]]  # still newest first by timestamp
 
 
 def test_cursor_pagination_returns_every_event_exactly_once(api):

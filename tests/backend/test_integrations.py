@@ -153,6 +153,15 @@ def test_secrets_never_reach_the_logs(api, caplog):
     assert "ghp_never_in_logs" not in caplog.text and "ghp_new_secret" not in caplog.text
 
 
+def test_rejected_bodies_are_not_echoed_so_secrets_stay_out_of_errors(api):
+    type_id = register_type(api)
+    bad = api.post("/integrations", json={"type": type_id, "config": ["ghp_echo_me_not"]})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "config"]
+    assert "ghp_echo_me_not" not in bad.text
+    bad_name = api.post("/integrations", json={"type": type_id, "config": {"name": 5, "tags": [], "token": "ghp_x1"}})
+    assert bad_name.status_code == 422 and "ghp_x1" not in bad_name.text
+
+
 def test_sync_record_round_trip(api):
     type_id = register_type(api)
     integ = create_integration(api, type_id)

@@ -255,9 +255,25 @@ def test_idle_poll_costs_no_rate_limited_request(fake):
     assert [r for r in fake.requests if r.counted] == []
     # main + release commits, pulls, releases, runs, deployments, the pending run
     assert check.stats.not_modified == len(fake.requests) == 6
-    repo.add_commit(branch="release", message="hotfix")
+    hotfix = repo.add_commit(branch="release", message="hotfix")
     check = connector.detect_changes(integration, result.state)
     assert check.changed and "commits:release" in check.reason
+    events, _ = collect(connector.live_sync, integration, result.state)
+    [event] = [e for e in events if e.external_id == f"github:octo/app:commit:{hotfix}"]
+    assert event.title == "Commit to release: hotfix" and event.data["branch"] == "release"
+
+
+@pytest.mark.parametrize("final_state, verb", [("failure", "failed"), ("error", "errored")])
+def test_deployments_end_in_their_final_state(fake, final_state, verb):
+    repo = fake.add_repo("octo/app")
+    day = (fake.now() - dt.timedelta(days=2)).replace(hour=10, minute=0, second=0, microsecond=0)
+    deployment = repo.add_deployment("staging", ref="main", created_at=day)
+    repo.add_deployment_status(deployment, "in_progress", at=day)
+    repo.add_deployment_status(deployment, final_state, at=day + dt.timedelta(minutes=2))
+    events, _ = collect(GitHubConnector().window_sync, github_integration(fake, ["octo/app"]), day_window(day))
+    [final] = [e for e in events if ":status:" in e.external_id]
+    assert final.data["state"] == final_state and final.data["environment"] == "staging"
+    assert final.title.startswith(f"Deployment to staging {verb}")
 
 
 def test_github_enterprise_base_url(fake):

@@ -25,7 +25,8 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule():
 
     repository = defs.get_repository_def()
     assert {k.to_user_string() for k in repository.asset_graph.get_all_asset_keys()} == {"github_events"}
-    assert {s.name for s in repository.sensor_defs} == {"github_integrations_sensor", "github_live_sensor"}
+    assert {s.name for s in repository.sensor_defs} == {
+        "github_integrations_sensor", "github_live_sensor", "github_deferred_retry_sensor"}
     assert {s.name for s in repository.schedule_defs} == {"github_daily_reconcile_schedule"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in repository.sensor_defs)
     checks = {k.name for k in repository.asset_graph.asset_check_keys}
@@ -70,7 +71,8 @@ def test_registration_retries_five_times_then_fails_clearly():
     assert "after 5 attempts" in str(excinfo.value)
 
 
-def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path, stop_signal):
     port, dagster_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAINCHAIN_", "DAGSTER_"))}
     env.pop("BACKEND_API_URL", None)
@@ -94,15 +96,19 @@ def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path):
         workspace = tmp_path / ".painchain" / "dagster" / "workspace.yaml"
         grpc_port = re.search(r"port: (\d+)", workspace.read_text()).group(1)
         query = "{ repositoriesOrError { ... on RepositoryConnection { nodes { location { name } " \
-                "sensors { name sensorState { status } } assetNodes { assetKey { path } } } } } }"
+                "sensors { name sensorState { status } } schedules { name scheduleState { status } } " \
+                "assetNodes { assetKey { path } } } } } }"
         [repository] = requests.post(f"http://127.0.0.1:{dagster_port}/graphql", json={"query": query},
                                      timeout=30).json()["data"]["repositoriesOrError"]["nodes"]
         assert repository["location"]["name"] == "painchain"
         assert {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]} == {
-            "github_integrations_sensor": "RUNNING", "github_live_sensor": "RUNNING"}
+            "github_integrations_sensor": "RUNNING", "github_live_sensor": "RUNNING",
+            "github_deferred_retry_sensor": "RUNNING"}
+        assert [(s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]] == [
+            ("github_daily_reconcile_schedule", "RUNNING")]
         assert {"path": ["github_events"]} in [a["assetKey"] for a in repository["assetNodes"]]
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         output, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, output[-3000:]
     assert f"PainChain UI and API: http://127.0.0.1:{port}/" in output

@@ -5,11 +5,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import dagster as dg
 
 from painchain_pipelines.defs.github.schedules import github_daily_reconcile_schedule
-from painchain_pipelines.defs.github.sensors import github_integrations_sensor, github_live_sensor
+from painchain_pipelines.defs.github.sensors import (
+    github_deferred_retry_sensor,
+    github_integrations_sensor,
+    github_live_sensor,
+)
 from painchain_pipelines.defs.ingestion import MODE_TAG, TRIGGER_TAG, reconcile_hour
 from tests.orchestration.conftest import GITHUB_TOKEN, SERVICE_TOKEN
 
@@ -73,6 +78,15 @@ def test_new_integration_gets_its_recent_history_then_live_changes(world):
     assert live.tags[MODE_TAG] == "live" and "pulls" in live.tags[TRIGGER_TAG]
     assert world.execute(live).success
     assert f"github:octo/app:pr:{pr}:opened" in world.events(integration["id"])
+
+    # Re-running today's window finds the same changes: counted as duplicates, not errors.
+    today = world.fake.now().date()
+    rerun = world.materialize(integration["id"], today)
+    metadata = {k: v.value for k, v in rerun.asset_materializations_for_node("github_events")[0].metadata.items()}
+    assert metadata["mode"] == "window" and str(today) in metadata["window"]
+    assert metadata["events_created"] == 0 and metadata["events_duplicate"] == metadata["events_posted"] >= 1
+    assert metadata["duration_seconds"] > 0 and metadata["api_not_modified_304"] >= 0
+    assert len(world.events(integration["id"])) == 2
 
 
 def test_multi_day_backfill_range_from_the_cli(world):
@@ -190,6 +204,77 @@ def test_primary_rate_limit_becomes_a_later_retry(world, monkeypatch):
     waits = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert len(waits) == 1 and 3 <= waits[0].event_specific_data.seconds_to_wait <= 7
     assert len(world.events(integration["id"])) == 1
+
+
+def test_long_rate_limit_stops_the_run_and_it_is_launched_again_after_the_reset(world, monkeypatch):
+    # Scaled down: waits over 1 s leave the client, over 2 s leave the run (instead of 30 s / 120 s).
+    monkeypatch.setattr("painchain_pipelines.connectors.github.client.MAX_INLINE_WAIT", 1.0)
+    monkeypatch.setattr("painchain_pipelines.defs.ingestion.MAX_IN_PROCESS_WAIT_S", 2.0)
+    yesterday = world.fake.now().date() - dt.timedelta(days=1)
+    sha = world.fake.add_repo("octo/app").add_commit(
+        message="x", authored_at=dt.datetime.combine(yesterday, dt.time(9), dt.timezone.utc))
+    integration = world.create_integration(["octo/app"])
+    world.add_partition(integration["id"])
+    world.fake.exhaust_rate_limit(reset_in=4)
+    started = time.monotonic()
+    result = world.materialize(integration["id"], yesterday, raise_on_error=False)
+    assert not result.success and time.monotonic() - started < 4  # no worker slept through the wait
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "launched again" in str(failure.event_specific_data.error)
+    stopped = world.instance.get_run_by_id(result.run_id)
+    assert stopped.tags["painchain/deferred"] == "pending"
+
+    waiting = github_deferred_retry_sensor(dg.build_sensor_context(instance=world.instance))
+    assert isinstance(waiting, dg.SkipReason) and "1 run(s) waiting" in waiting.skip_message
+    time.sleep(max(0.0, dt.datetime.fromisoformat(stopped.tags["painchain/retry_at"]).timestamp() - time.time()) + 0.1)
+    [request] = github_deferred_retry_sensor(dg.build_sensor_context(instance=world.instance))
+    assert request.partition_key == f"{yesterday}|{integration['id']}"
+    assert request.tags["painchain/deferral"] == "1" and request.tags["painchain/deferred_from"] == result.run_id
+    assert world.instance.get_run_by_id(result.run_id).tags["painchain/deferred"] == "relaunched"
+    assert isinstance(github_deferred_retry_sensor(dg.build_sensor_context(instance=world.instance)), dg.SkipReason)
+    assert world.execute(request).success
+    assert f"github:octo/app:commit:{sha}" in world.events(integration["id"])
+
+
+def test_a_failing_integration_leaves_the_others_of_a_range_run_materialized(world):
+    yesterday = world.fake.now().date() - dt.timedelta(days=1)
+    sha = world.fake.add_repo("octo/good").add_commit(
+        message="kept", authored_at=dt.datetime.combine(yesterday, dt.time(9), dt.timezone.utc))
+    world.fake.add_repo("octo/locked")
+    broken = world.create_integration(["octo/locked"], token="revoked-token")
+    good = world.create_integration(["octo/good"])
+    world.add_partition(broken["id"])
+    world.add_partition(good["id"])
+    # a UI backfill of one day over both integrations arrives as one range run
+    result = world.execute(dg.RunRequest(tags={
+        "dagster/asset_partition_range_start": f"{yesterday}|{broken['id']}",
+        "dagster/asset_partition_range_end": f"{yesterday}|{good['id']}"}), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert broken["id"] in str(failure.event_specific_data.error)
+    assert f"github:octo/good:commit:{sha}" in world.events(good["id"])
+    materialized = set(world.instance.get_materialized_partitions(dg.AssetKey("github_events")))
+    assert f"{yesterday}|{good['id']}" in materialized and f"{yesterday}|{broken['id']}" not in materialized
+
+
+def test_live_sensor_leaves_integrations_alone_while_a_backfill_covers_them(world):
+    integrations = []
+    for name in ("octo/a", "octo/b", "octo/c"):
+        world.fake.add_repo(name).add_commit(message="initial", authored_at=world.fake.now() - 2 * H)
+        integration = world.create_integration([name])
+        world.add_partition(integration["id"])
+        assert world.materialize(integration["id"], live=True).success
+        integrations.append(integration)
+        world.fake.repo(name).add_commit(message="change")
+    a, b, c = (i["id"] for i in integrations)
+    week_ago = world.fake.now().date() - dt.timedelta(days=7)
+    # a UI backfill (Dagster's implicit asset job) over a week of a and b, running
+    world.instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED, tags={
+        "dagster/asset_partition_range_start": f"{week_ago}|{a}",
+        "dagster/asset_partition_range_end": f"{world.fake.now().date()}|{b}"}))
+    result, _ = tick(github_live_sensor, world)
+    assert [r.partition_key.keys_by_dimension["integration"] for r in result.run_requests] == [c]
 
 
 def test_integrations_sensor_registers_the_connector_type_itself(world):

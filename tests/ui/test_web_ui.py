@@ -1,7 +1,10 @@
 """The web UI in headless Chromium against the real backend with seeded events."""
 
 import datetime as dt
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -137,8 +140,15 @@ def test_event_detail_and_deep_link(site, page):
     expect(detail).to_contain_text("External id")
     expect(detail.locator("time").first).to_have_attribute("datetime", re.compile(r"\d{4}-"))
     event_id = row.get_attribute("data-id")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site["url"])
     detail.get_by_role("button", name="Copy link").click()
-    expect(page.locator("#toast")).to_contain_text(re.compile(r"Link copied|/\?event="))
+    expect(page.locator("#toast")).to_contain_text("Link copied")
+    assert page.evaluate("navigator.clipboard.readText()") == f"{site['url']}/?event={event_id}"
+    # the nested data renders as nested lists, not as JSON text
+    kube_row = page.locator("article.event", has_text="CrashLoopBackOff").first
+    kube_row.get_by_role("button", name=re.compile("Details")).click()
+    expect(kube_row.locator(".detail")).to_contain_text("registry/api:1.2")
+    assert "{" not in kube_row.locator(".detail").inner_text()
     # a deep link to an event deep in the list opens around it, scrolled to it, details open
     target = events_shown(page).nth(60).get_attribute("data-id")
     page.goto(f"{site['url']}/?event={target}")
@@ -146,7 +156,6 @@ def test_event_detail_and_deep_link(site, page):
     expect(highlighted).to_have_class(re.compile("highlight"))
     expect(highlighted.locator(".detail")).to_be_visible()
     expect(highlighted).to_be_in_viewport()
-    assert event_id
 
 
 def test_incident_view_shows_the_preceding_changes_with_a_marker(site, page):
@@ -179,6 +188,19 @@ def test_new_events_appear_while_watching_a_live_range(site, page):
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(), "externalId": "fresh-1",
         "integrationId": site["github"]["id"], "data": {"state": "failure"}}, timeout=10).raise_for_status()
     expect(events_shown(page).first).to_contain_text("failed (fresh)", timeout=10_000)
+    # a late arrival: stored now, but it happened 30 minutes ago, among the rows already shown
+    shown_before = events_shown(page).count()
+    requests.post(site["api"] + "/events", json={
+        "title": "Commit to main: pushed late", "connector": "github", "project": "acme/payments",
+        "timestamp": (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=30)).isoformat(),
+        "externalId": "late-1", "integrationId": site["github"]["id"], "data": {}}, timeout=10).raise_for_status()
+    late = page.locator("article.event", has_text="pushed late")
+    expect(late).to_have_count(1, timeout=10_000)
+    expect(events_shown(page)).to_have_count(shown_before + 1)
+    times = events_shown(page).evaluate_all("rows => rows.map(r => Number(r.dataset.ts))")
+    assert times == sorted(times, reverse=True)
+    position = events_shown(page).evaluate_all("rows => rows.findIndex(r => r.textContent.includes('pushed late'))")
+    assert 0 < position < shown_before
 
 
 def test_dark_theme_and_phone_layout(site, browser):
@@ -311,4 +333,31 @@ def test_empty_and_unreachable_states(make_backend, browser):
     page.goto(server.url + "/")
     expect(page.locator("#banner")).to_contain_text("cannot be reached")
     expect(page.locator("#banner").get_by_role("button", name="Retry")).to_be_visible()
+    context.close()
+
+
+def test_a_tenant_token_shows_only_that_tenants_data(make_backend, browser):
+    server = make_backend("sqlite", api_token="svc-ui-token")
+    service = {"Authorization": "Bearer svc-ui-token"}
+    seed(server.api_url, count=20, headers={**service, "x-tenant-id": "acme"})
+    seed(server.api_url, count=30, headers={**service, "x-tenant-id": "globex"})
+    created = subprocess.run(
+        [sys.executable, "-m", "painchain_pipelines", "token", "create", "--tenant", "acme", "--name", "ui"],
+        env={**os.environ, "PAINCHAIN_DATABASE_URL": server.settings.database_url},
+        capture_output=True, text=True, check=True)
+    acme_token = created.stdout.strip().splitlines()[-1]
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url + "/")
+    expect(page.locator("body")).to_contain_text("needs an API token")
+    page.get_by_role("button", name="Connection settings").click()
+    page.fill("#settings-token", acme_token)
+    page.locator("#settings-dialog").get_by_role("button", name="Save").click()
+    expect(page.locator(".range-label")).to_contain_text("20 events")
+    expect(events_shown(page)).to_have_count(20)
+    page.goto(server.url + "/integrations")
+    expect(page.locator("article.card")).to_have_count(2)  # acme's two, not globex's
+    # the token never shows back in the page
+    page.get_by_role("button", name="Connection settings").click()
+    assert acme_token not in page.locator("body").inner_text()
     context.close()

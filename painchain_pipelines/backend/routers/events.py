@@ -183,11 +183,16 @@ def list_events(
     since: Annotated[str | None, Query(description="ISO 8601, inclusive")] = None,
     until: Annotated[str | None, Query(description="ISO 8601, exclusive")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Free text over title, project and data")] = None,
+    received_since: Annotated[str | None, Query(
+        alias="receivedSince",
+        description="ISO 8601, inclusive: only events stored since then, whatever their timestamp "
+        "(late arrivals included)")] = None,
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ):
     ctx = request.app.state.ctx
     filters = _filters(principal, connector, project, integration_id, tags, since, until, q)
+    filters.received_since_ms = _time_param("receivedSince", received_since)
     limit = limit or ctx.settings.default_page_limit
     try:
         events, next_cursor = service.list_events(ctx.db, filters, limit=limit, cursor=cursor)

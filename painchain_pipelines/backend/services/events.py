@@ -247,6 +247,7 @@ class EventFilter:
     tags: list[str] = field(default_factory=list)
     since_ms: int | None = None
     until_ms: int | None = None
+    received_since_ms: int | None = None
     text: str | None = None
 
     def conditions(self) -> list:
@@ -268,6 +269,8 @@ class EventFilter:
             conds.append(Event.ts >= self.since_ms)
         if self.until_ms is not None:
             conds.append(Event.ts < self.until_ms)
+        if self.received_since_ms is not None:
+            conds.append(Event.received_at >= self.received_since_ms)
         if self.text:
             conds.append(Event.search_text.contains(self.text.lower(), autoescape=True))
         return conds

@@ -15,6 +15,8 @@ const PAGE_SIZE = 100;
 const ROW_HEIGHT_ESTIMATE = 68; // px, until a chunk of rows has been laid out once
 // Overridable (localStorage "painchain.refreshMs") so that tests need not wait 30 s.
 const REFRESH_MS = Number(localStorage.getItem("painchain.refreshMs")) || 30_000;
+const REFRESH_OVERLAP_MS = 60_000;
+const MAX_REFRESH_PAGES = 10; // beyond 1,000 new events per refresh, reloading is the better view
 const FILTER_KEYS = ["connector", "project", "integration", "tags", "q"];
 
 /** Everything the page shows, from the URL (so that a link reproduces the view). */
@@ -174,6 +176,8 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
   let loading = false;
   let shown = new Set();
   let newestTs = null;
+  let newestReceived = null; // the backend's receivedAt (ms) of the newest-stored event shown
+  let refreshing = false;
   let oldestGroup = null;
   let markerPlaced = false;
   const incidentAt = state.incident ? Date.parse(state.incident) : null;
@@ -200,7 +204,7 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
       ? h("span", { class: "logo image", title: type.displayName }, h("img", { src: type.logo, alt: type.displayName || event.connector }))
       : h("span", { class: "logo", title: event.connector, style: { background: color } }, (type.displayName || event.connector).slice(0, 1).toUpperCase());
     const toggle = h("button", { type: "button", class: "button small toggle", "aria-expanded": "false", "aria-controls": detailId, "aria-label": `Details of ${event.title}` }, "Details");
-    const row = h("article", { class: "event", id: `event-${event.id}`, style: { "--connector": color }, "aria-label": event.title, dataset: { id: event.id } },
+    const row = h("article", { class: "event", id: `event-${event.id}`, style: { "--connector": color }, "aria-label": event.title, dataset: { id: event.id, ts: Date.parse(event.timestamp) } },
       logo,
       h("div", { class: "event-main" },
         h("div", { class: "event-title" }, url ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, event.title) : event.title),
@@ -238,12 +242,16 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
     return row;
   }
 
+  function newGroup(label) {
+    return h("section", { class: "group", dataset: { label }, "aria-label": label },
+      h("h2", { class: "group-title" }, label), h("div", { class: "group-body" }));
+  }
+
   function ensureGroup(label, atTop) {
     const groups = list.querySelectorAll(".group");
     const edge = atTop ? groups[0] : groups[groups.length - 1];
     if (edge && edge.dataset.label === label) return edge.querySelector(".group-body");
-    const group = h("section", { class: "group", dataset: { label }, "aria-label": label },
-      h("h2", { class: "group-title" }, label), h("div", { class: "group-body" }));
+    const group = newGroup(label);
     if (atTop) list.prepend(group); else list.append(group);
     return group.querySelector(".group-body");
   }
@@ -275,6 +283,7 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
       shown.add(event.id);
       const at = new Date(event.timestamp);
       if (newestTs === null || at.getTime() > newestTs) newestTs = at.getTime();
+      noteReceived(event);
       const groupBody = ensureGroup(groupLabel(at, now), false);
       if (groupBody !== body) {
         body = groupBody;
@@ -290,21 +299,61 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
     sizeChunks(chunks);
   }
 
-  function prependEvents(events) {
+  function noteReceived(event) {
+    const received = Date.parse(event.receivedAt);
+    if (newestReceived === null || received > newestReceived) newestReceived = received;
+  }
+
+  // Events found by the live refresh: newer ones go on top; late arrivals (stored now, but
+  // with a timestamp among what is shown) go to their place in time; older than everything
+  // loaded so far, they are left to paging, which will reach them.
+  function insertEvents(events) {
     const now = new Date();
-    const chunks = new Map();
-    for (const event of [...events].reverse()) { // oldest first, each at the very top
+    const chunks = new Set();
+    for (const event of [...events].reverse()) { // oldest first: each newer one lands above
       if (shown.has(event.id)) continue;
-      shown.add(event.id);
       const at = new Date(event.timestamp);
-      if (newestTs === null || at.getTime() > newestTs) newestTs = at.getTime();
-      const body = ensureGroup(groupLabel(at, now), true);
-      if (!chunks.has(body)) chunks.set(body, newChunk(body, true));
+      const ts = at.getTime();
+      const label = groupLabel(at, now);
       const row = eventRow(event);
       row.classList.add("fresh");
-      chunks.get(body).prepend(row);
+      if (newestTs === null || ts >= newestTs) {
+        const body = ensureGroup(label, true);
+        const first = body.firstElementChild;
+        const chunk = first && first.classList.contains("chunk") && chunks.has(first) ? first : newChunk(body, true);
+        chunks.add(chunk);
+        chunk.prepend(row);
+        newestTs = ts;
+      } else {
+        const next = [...list.querySelectorAll("article.event")].find((r) => Number(r.dataset.ts) < ts);
+        if (!next && cursor !== undefined) continue;
+        if (!next) {
+          const body = ensureGroup(label, false);
+          const chunk = newChunk(body, false);
+          chunks.add(chunk);
+          chunk.append(row);
+        } else {
+          const nextGroup = next.closest(".group");
+          if (nextGroup.dataset.label === label) {
+            next.before(row);
+          } else {
+            // the row belongs to an earlier group, after everything in it
+            let group = [...list.querySelectorAll(".group")].find((g) => g.dataset.label === label);
+            if (!group) {
+              group = newGroup(label);
+              nextGroup.before(group);
+            }
+            const body = group.querySelector(".group-body");
+            const chunk = newChunk(body, false);
+            chunks.add(chunk);
+            chunk.append(row);
+          }
+        }
+      }
+      shown.add(event.id);
+      noteReceived(event);
     }
-    sizeChunks(chunks.values());
+    sizeChunks(chunks);
   }
 
   async function loadMore() {
@@ -388,20 +437,32 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
   }
 
   async function refresh() {
-    if (disposed || !currentWindow.live || document.hidden) return;
+    if (disposed || !currentWindow.live || document.hidden || refreshing) return;
+    refreshing = true;
+    const mine = generation;
     try {
-      const params = { ...filterParams(state), limit: PAGE_SIZE };
-      if (newestTs !== null) params.since = new Date(newestTs).toISOString();
-      else params.since = new Date(currentWindow.since).toISOString();
-      const page = await api("/events", { params });
-      const fresh = page.events.filter((e) => !shown.has(e.id));
+      const params = { ...filterParams(state), ...windowParams(currentWindow), limit: PAGE_SIZE };
+      // What was stored since the newest-stored event shown, whatever its timestamp (connectors
+      // deliver late: a commit pushed hours after it was authored). The overlap covers writes
+      // that committed after a later one; duplicates are dropped by id.
+      if (newestReceived !== null) params.receivedSince = new Date(newestReceived - REFRESH_OVERLAP_MS).toISOString();
+      const fresh = [];
+      for (let pages = 0; pages < MAX_REFRESH_PAGES; pages++) {
+        const page = await api("/events", { params });
+        if (mine !== generation || disposed) return;
+        fresh.push(...page.events.filter((e) => !shown.has(e.id)));
+        if (!page.nextCursor) break;
+        params.cursor = page.nextCursor;
+      }
       if (fresh.length) {
         if (!shown.size) list.replaceChildren();
-        prependEvents(fresh);
+        insertEvents(fresh);
         loadChart();
       }
     } catch {
       // the next tick tries again; persistent failures show when the user acts
+    } finally {
+      refreshing = false;
     }
   }
 
