@@ -132,3 +132,19 @@ def test_shipped_instance_config_limits_runs_per_integration(tmp_path, monkeypat
             {"key": "dagster/partition/integration", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
         assert instance.run_coordinator.dequeue_use_threads is True
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+
+
+def test_painchain_up_exits_clearly_when_registration_fails(tmp_path):
+    port, dead_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAINCHAIN_", "DAGSTER_"))}
+    env["BACKEND_API_URL"] = f"http://127.0.0.1:{dead_port}/api"  # where nothing listens
+    proc = subprocess.run(
+        [sys.executable, "-m", "painchain_pipelines", "up", "--port", str(port), "--dagster-port", str(_free_port())],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    assert "after 5 attempts" in output and f"127.0.0.1:{dead_port}" in output
+    assert "Dagster UI" not in output  # Dagster was never started
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/api/health", timeout=2)  # the backend was stopped

@@ -8,6 +8,8 @@ import sys
 import time
 
 import dagster as dg
+import requests
+import requests.adapters
 
 from painchain_pipelines.defs.github.schedules import github_daily_reconcile_schedule
 from painchain_pipelines.defs.github.sensors import (
@@ -309,38 +311,74 @@ def test_sensor_removes_deleted_integrations_and_schedule_reconciles_yesterday(w
     assert isinstance(skipped, dg.SkipReason)
 
 
-def test_tenant_integrations_post_with_their_tenant(world):
+def test_an_edited_configuration_takes_effect_on_the_next_run(world):
+    world.fake.add_repo("octo/one").add_commit(message="one", authored_at=world.fake.now() - H)
+    added = world.fake.add_repo("octo/two").add_commit(message="two", authored_at=world.fake.now() - H)
+    integration = world.create_integration(["octo/one"])
+    world.add_partition(integration["id"])
+    assert world.materialize(integration["id"], live=True).success
+    assert not any("octo/two" in key for key in world.events(integration["id"]))
+    config = {**integration["config"], "repositories": ["octo/one", "octo/two"], "token": ""}  # blank keeps it
+    assert world.api.put(f"/integrations/{integration['id']}", json={"config": config}).status_code == 200
+    run = world.materialize(integration["id"], live=True)
+    assert f"github:octo/two:commit:{added}" in world.events(integration["id"])
+    metadata = run.asset_materializations_for_node("github_events")[0].metadata
+    assert metadata["sources"].value == ["octo/one", "octo/two"]
+
+
+def test_tenant_integrations_post_with_their_tenant(world, monkeypatch):
     world.fake.add_repo("octo/t").add_commit(message="tenant", authored_at=world.fake.now() - H)
     integration = world.create_integration(["octo/t"], tenant="acme")
     world.add_partition(integration["id"])
+    sent = []
+    send = requests.adapters.HTTPAdapter.send
+
+    def recording_send(adapter, request, **kwargs):  # what went over the wire to the backend
+        if request.url.startswith(world.backend.api_url + "/events"):
+            sent.append((request.method, request.url, request.headers.get("x-tenant-id")))
+        return send(adapter, request, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", recording_send)
     assert world.materialize(integration["id"], live=True).success
+    posts = [s for s in sent if s[0] == "POST"]
+    assert posts and all(url.endswith("/events/batch") and tenant == "acme" for _, url, tenant in posts)
     events = world.api.get("/events", headers={"x-tenant-id": "acme"}, params={"integrationId": integration["id"]}).json()
     assert [e["tenantId"] for e in events["events"]] == ["acme"]
 
 
-def test_no_secret_reaches_dagster_storage_or_logs(world, caplog):
+def test_no_secret_reaches_dagster_storage_or_logs(world, caplog, monkeypatch):
+    monkeypatch.setattr("painchain_pipelines.connectors.github.client.MAX_INLINE_WAIT", 1.0)
+    monkeypatch.setattr("painchain_pipelines.defs.ingestion.MAX_IN_PROCESS_WAIT_S", 4.0)
+    wrong_token = "ghp_revoked_but_still_secret_42"
+    secrets = (GITHUB_TOKEN, SERVICE_TOKEN, wrong_token)
     world.fake.add_repo("octo/app").add_commit(message="x", authored_at=world.fake.now() - H)
     integration = world.create_integration(["octo/app"])
+    revoked = world.create_integration(["octo/app"], token=wrong_token)
     with caplog.at_level("DEBUG"):
         tick(github_integrations_sensor, world)
         world.materialize(integration["id"], live=True)
+        assert not world.materialize(revoked["id"], live=True, raise_on_error=False).success  # 401 path
         world.fake.exhaust_rate_limit(reset_in=1)
-        world.materialize(integration["id"], live=True)
+        world.materialize(integration["id"], live=True)  # short wait: retried in place
+        world.fake.exhaust_rate_limit(reset_in=8)
+        deferred = world.materialize(integration["id"], world.fake.now().date() - dt.timedelta(days=1),
+                                     raise_on_error=False)  # long wait: deferred, tagged
+        assert world.instance.get_run_by_id(deferred.run_id).tags["painchain/deferred"] == "pending"
         tick(github_live_sensor, world)
     for run in world.instance.get_runs():
-        assert GITHUB_TOKEN not in json.dumps(run.run_config) + json.dumps(dict(run.tags))
+        stored = json.dumps(run.run_config) + json.dumps(dict(run.tags))
+        assert not [s for s in secrets if s in stored]
         for record in world.instance.all_logs(run.run_id):
             text = str(record)
-            assert GITHUB_TOKEN not in text and SERVICE_TOKEN not in text
+            assert not [s for s in secrets if s in text]
     scanned = 0
     for path in world.instance_dir.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
             scanned += 1
-            assert GITHUB_TOKEN.encode() not in data, path
-            assert SERVICE_TOKEN.encode() not in data, path
+            assert not [s for s in secrets if s.encode() in data], path
     assert scanned > 0
-    assert GITHUB_TOKEN not in caplog.text and SERVICE_TOKEN not in caplog.text
+    assert not [s for s in secrets if s in caplog.text]
 
 
 def test_many_changes_in_one_tick_become_one_batch_run(world):

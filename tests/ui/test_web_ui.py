@@ -82,6 +82,48 @@ def test_filters_live_in_the_url_and_a_link_reproduces_the_view(site, page):
     expect(page.locator(".state")).to_contain_text("No changes match these filters")
 
 
+def test_presets_custom_range_project_filter_and_day_groups(site, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
+    page = context.new_page()
+    page.goto(site["url"] + "/")
+    expect(events_shown(page)).to_have_count(100)
+    # day groups, from the seeded timestamps (20 hours back)
+    now = dt.datetime.now(dt.timezone.utc)
+    days = {dt.datetime.fromisoformat(e["timestamp"]).date() for e in site["events"]}
+    expected = ["Last hour"] + [label for day, label in ((now.date(), "Today"),
+                                                          (now.date() - dt.timedelta(days=1), "Yesterday")) if day in days]
+    for _ in range(3):
+        page.locator(".load-more").scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+    expect(page.locator(".group-title")).to_have_text(expected)
+
+    page.get_by_role("button", name="1h", exact=True).click()
+    expect(page).to_have_url(re.compile(r"range=1h"))
+    expect(page.get_by_role("button", name="1h", exact=True)).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".range-label")).not_to_contain_text(f"{SEEDED_EVENTS} events")
+    times = events_shown(page).evaluate_all("rows => rows.map(r => Number(r.dataset.ts))")
+    hour_ago_ms = (now - dt.timedelta(hours=1, minutes=2)).timestamp() * 1000
+    assert 0 < len(times) < 20 and min(times) >= hour_ago_ms
+
+    since, until = now - dt.timedelta(hours=6), now - dt.timedelta(hours=4)
+    page.get_by_label("From", exact=True).fill(since.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("To", exact=True).fill(until.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Apply range").click()
+    expect(page).to_have_url(re.compile(r"since=.*until="))
+    expect(page.locator(".range-label")).to_contain_text(" events")
+    times = events_shown(page).evaluate_all("rows => rows.map(r => Number(r.dataset.ts))")
+    assert times and all(since.timestamp() * 1000 - 60_000 <= t < until.timestamp() * 1000 + 60_000 for t in times)
+
+    page.goto(site["url"] + "/?range=24h")
+    page.fill("#f-project", "prod-eu:payments")
+    page.press("#f-project", "Enter")
+    expect(page).to_have_url(re.compile(r"project=prod-eu%3Apayments|project=prod-eu:payments"))
+    expect(page.locator(".range-label")).to_contain_text(f"{sum(1 for n in range(SEEDED_EVENTS) if n % 3 == 0)} events")
+    projects = events_shown(page).locator(".event-meta span:first-child").all_text_contents()
+    assert projects and set(projects) == {"prod-eu:payments"}
+    context.close()
+
+
 def test_free_text_search(site, page):
     page.goto(site["url"] + "/")
     page.fill("#f-search", "needle123")
@@ -220,7 +262,11 @@ def test_dark_theme_and_phone_layout(site, browser):
 def test_integrations_list_shows_status_and_counts(site, page):
     requests.put(f"{site['api']}/integrations/{site['kube']['id']}/sync",
                  json={"status": "error", "error": "cluster unreachable"}, timeout=10)
+    requests.put(f"{site['api']}/integrations/{site['github']['id']}/sync",
+                 json={"status": "success"}, timeout=10).raise_for_status()
     page.goto(site["url"] + "/integrations")
+    github_card = page.locator(f"article.card[data-id='{site['github']['id']}']")
+    expect(github_card.locator(".status")).to_contain_text("Last successful sync just now")
     kube_card = page.locator(f"article.card[data-id='{site['kube']['id']}']")
     expect(kube_card).to_contain_text("prod-eu")
     expect(kube_card.locator(".status.bad")).to_contain_text("cluster unreachable")

@@ -27,7 +27,10 @@ function clearError() {
   document.getElementById("banner").hidden = true;
 }
 
+let routeCount = 0;
+
 async function route() {
+  const mine = ++routeCount;
   if (cleanup) cleanup();
   cleanup = null;
   clearError();
@@ -36,10 +39,17 @@ async function route() {
     if (link.dataset.page === name) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  const main = document.getElementById("main");
-  main.replaceChildren();
+  // Each route renders into its own container: a render still loading when the user moves on
+  // fills a detached one, and is disposed of as soon as it returns.
+  const view = h("div", { class: "view" });
+  document.getElementById("main").replaceChildren(view);
   document.title = name === "timeline" ? "PainChain — Timeline" : "PainChain — Integrations";
-  cleanup = (await render(main, { navigate, showError, clearError })) || null;
+  const dispose = (await render(view, { navigate, showError, clearError })) || null;
+  if (mine !== routeCount) {
+    if (dispose) dispose();
+    return;
+  }
+  cleanup = dispose;
 }
 
 function updateTenantBadge() {
