@@ -254,44 +254,36 @@ class _Commit:
 
 
 class _Item:
-    """Base for mutable items: caches its serialized JSON until mutated."""
+    """Base for mutable items (fields given as keywords): caches its serialized JSON until mutated."""
 
-    def __init__(self):
+    def __init__(self, **fields):
         self.json: dict[str, bytes] = {}
+        self.__dict__.update(fields)
 
     def touch(self):
         self.json = {}
 
 
 class _Pull(_Item):
-    def __init__(self, **kw):
-        super().__init__()
-        self.__dict__.update(kw)
+    pass
 
 
 class _Release(_Item):
-    def __init__(self, **kw):
-        super().__init__()
-        self.__dict__.update(kw)
+    pass
 
 
 class _Run(_Item):
-    def __init__(self, **kw):
-        super().__init__()
-        self.__dict__.update(kw)
+    pass
 
 
 class _Deployment(_Item):
-    def __init__(self, **kw):
-        super().__init__()
+    def __init__(self, **fields):
         self.statuses: list[_DeploymentStatus] = []
-        self.__dict__.update(kw)
+        super().__init__(**fields)
 
 
 class _DeploymentStatus(_Item):
-    def __init__(self, **kw):
-        super().__init__()
-        self.__dict__.update(kw)
+    pass
 
 
 class FakeRepo:
