@@ -407,6 +407,20 @@ def test_many_changes_in_one_tick_become_one_batch_run(world):
             world.events(integration["id"])
     metadata = run.asset_materializations_for_node("github_events")[0].metadata
     assert len(metadata["per_integration"].value) == 7 and metadata["events_created"].value == 7
+    # One integration breaking between the tick and the run does not fail the batch for the others.
+    shas = {i["id"]: world.fake.repo(f"org/svc-{n}").add_commit(message="second")
+            for n, i in enumerate(integrations)}
+    result, cursor = tick(github_live_sensor, world, cursor)
+    [batch] = result.run_requests
+    broken = integrations[3]
+    assert world.api.put(f"/integrations/{broken['id']}", json={
+        "config": {**broken["config"], "token": "revoked-in-between"}}).status_code == 200
+    run = job.execute_in_process(instance=world.instance, tags=dict(batch.tags))
+    assert run.success
+    metadata = run.asset_materializations_for_node("github_events")[0].metadata
+    assert list(metadata["integrations_failed"].value) == [broken["id"]]
+    assert metadata["events_created"].value == 6
+    assert "401" in world.sync_record(broken["id"])["lastError"]
     # Two changes next time: two runs of their own.
     world.fake.repo("org/svc-1").add_commit(message="again")
     world.fake.repo("org/svc-2").add_commit(message="again")
