@@ -76,15 +76,17 @@ def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path, stop_signal):
     port, dagster_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAINCHAIN_", "DAGSTER_"))}
     env.pop("BACKEND_API_URL", None)
+    log_path = tmp_path / "up.log"  # a file, not a pipe: a full pipe would stall Dagster's logging
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "painchain_pipelines", "up", "--port", str(port), "--dagster-port", str(dagster_port)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     try:
         deadline = time.monotonic() + 180
         api_ok = dagster_ok = False
         while time.monotonic() < deadline and not (api_ok and dagster_ok):
-            assert proc.poll() is None, proc.stdout.read()
+            assert proc.poll() is None, log_path.read_text()[-3000:]
             try:
                 api_ok = requests.get(f"http://127.0.0.1:{port}/api/integrations/types", timeout=2).json()[0]["id"] == "github"
                 dagster_ok = requests.get(f"http://127.0.0.1:{dagster_port}/server_info", timeout=2).ok
@@ -109,7 +111,9 @@ def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path, stop_signal):
         assert {"path": ["github_events"]} in [a["assetKey"] for a in repository["assetNodes"]]
     finally:
         proc.send_signal(stop_signal)
-        output, _ = proc.communicate(timeout=90)
+        proc.wait(timeout=90)
+        log.close()
+    output = log_path.read_text()
     assert proc.returncode == 0, output[-3000:]
     assert f"PainChain UI and API: http://127.0.0.1:{port}/" in output
     assert f"Dagster UI:           http://127.0.0.1:{dagster_port}/" in output
@@ -148,3 +152,73 @@ def test_painchain_up_exits_clearly_when_registration_fails(tmp_path):
     assert "Dagster UI" not in output  # Dagster was never started
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/api/health", timeout=2)  # the backend was stopped
+
+
+def test_painchain_up_first_sync_by_the_daemon_and_a_backfill_launched_like_the_dagster_ui(tmp_path):
+    """The whole product as a user runs it: the daemon's sensor gives a new integration its
+    recent history, and a backfill launched through Dagster's GraphQL API (what the UI's
+    Materialize → Launch backfill sends) loads days older than the look-back."""
+    import datetime as dt
+
+    from tests.fakes.github_server import FakeGitHub
+
+    port, dagster_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAINCHAIN_", "DAGSTER_"))}
+    env.pop("BACKEND_API_URL", None)
+    with FakeGitHub(token="ghp_up_test_token") as fake:
+        repo = fake.add_repo("octo/app")
+        now = fake.now()
+        old_days = [(now - dt.timedelta(days=n)).date() for n in (12, 11)]
+        old = [repo.add_commit(message=f"old {d}", authored_at=dt.datetime.combine(d, dt.time(12), dt.timezone.utc))
+               for d in old_days]
+        recent = repo.add_commit(message="recent", authored_at=now - dt.timedelta(days=2))
+        log_path = tmp_path / "up.log"  # a file, not a pipe: nobody reads the pipe while Dagster logs
+        log = log_path.open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "painchain_pipelines", "up", "--port", str(port),
+             "--dagster-port", str(dagster_port)],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        api = f"http://127.0.0.1:{port}/api"
+        try:
+            def stored() -> set[str]:
+                try:
+                    page = requests.get(api + "/events", params={"limit": 500}, timeout=5).json()
+                except (requests.RequestException, ValueError):
+                    return set()
+                return {e["externalId"] for e in page.get("events", [])}
+
+            def wait_for(condition, what: str, seconds: float = 240) -> None:
+                deadline = time.monotonic() + seconds
+                while not condition():
+                    assert proc.poll() is None, log_path.read_text()[-3000:]
+                    assert time.monotonic() < deadline, f"timed out waiting for {what}: {log_path.read_text()[-3000:]}"
+                    time.sleep(2)
+
+            def dagster_answers() -> bool:
+                try:
+                    return requests.get(f"http://127.0.0.1:{dagster_port}/server_info", timeout=2).ok
+                except requests.RequestException:
+                    return False
+
+            wait_for(dagster_answers, "the Dagster UI")
+            integration = requests.post(api + "/integrations", json={"type": "github", "config": {
+                "name": "up test", "tags": [], "token": "ghp_up_test_token", "repositories": ["octo/app"],
+                "baseUrl": fake.base_url}}, timeout=10).json()
+            wait_for(lambda: f"github:octo/app:commit:{recent}" in stored(), "the first sync (7-day look-back)")
+            assert not {f"github:octo/app:commit:{sha}" for sha in old} & stored()
+
+            mutation = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+                __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+            answer = requests.post(f"http://127.0.0.1:{dagster_port}/graphql", timeout=30, json={
+                "query": mutation, "variables": {"params": {
+                    "assetSelection": [{"path": ["github_events"]}],
+                    "partitionNames": [f"{d}|{integration['id']}" for d in old_days]}}}).json()
+            assert answer["data"]["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", answer
+            wait_for(lambda: {f"github:octo/app:commit:{sha}" for sha in old} <= stored(), "the backfill")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=90)
+            log.close()
+    output = log_path.read_text()
+    assert proc.returncode == 0, output[-3000:]
+    assert "ghp_up_test_token" not in output
