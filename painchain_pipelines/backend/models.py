@@ -99,7 +99,24 @@ class IntegrationSync(Base):
     last_error_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_stats: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
+    # The last time the source was looked at successfully: a sync, or a change check that
+    # found nothing new (so a quiet, healthy integration does not look stale).
+    last_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    first_sync_queued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OrchestratorStatus(Base):
+    """The orchestrator's heartbeat per connector type: when its sensors last ran, and why they
+    cannot do their job if they cannot (e.g. the type's registration was refused)."""
+
+    __tablename__ = "orchestrator_status"
+
+    connector_type: Mapped[str] = mapped_column(
+        String(64), ForeignKey("connector_types.id", ondelete="CASCADE"), primary_key=True
+    )
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    problem: Mapped[str | None] = mapped_column(Text)
 
 
 class Event(Base):

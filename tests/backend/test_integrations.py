@@ -167,11 +167,13 @@ def test_sync_record_round_trip(api):
     integ = create_integration(api, type_id)
     empty = api.get(f"/integrations/{integ['id']}/sync").json()
     assert empty == {"integrationId": integ["id"], "state": {}, "lastAttemptAt": None, "lastSuccessAt": None,
-                     "lastErrorAt": None, "lastError": None, "lastStats": None}
+                     "lastCheckedAt": None, "lastErrorAt": None, "lastError": None, "lastStats": None,
+                     "firstSyncQueuedAt": None}
     saved = api.put(f"/integrations/{integ['id']}/sync", json={
         "status": "success", "stats": {"created": 3}, "state": {"repos": {"a/b": {"since": "x"}}}}).json()
     assert saved["state"] == {"repos": {"a/b": {"since": "x"}}} and saved["lastStats"] == {"created": 3}
     assert saved["lastSuccessAt"] is not None and saved["lastError"] is None
+    assert saved["lastCheckedAt"] == saved["lastSuccessAt"]  # a sync is a check too
     failed = api.put(f"/integrations/{integ['id']}/sync", json={"status": "error", "error": "401 Bad credentials"})
     assert failed.json()["lastError"] == "401 Bad credentials"
     assert failed.json()["state"] == saved["state"]  # state untouched when not given

@@ -96,3 +96,27 @@ def test_health_reports_unreachable_database_as_503(tmp_path):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.parametrize("kind", DATABASE_KINDS)
+def test_upgrade_from_0003_keeps_sync_records_and_adds_checks_and_heartbeats(make_database_url, kind):
+    from sqlalchemy import text
+
+    db = Database(make_database_url(kind))
+    upgrade(db, "0003")
+    with db.write_connection() as conn:
+        conn.execute(text("INSERT INTO connector_types (id, display_name, description, color, logo, config_schema,"
+                          " created_at, updated_at) VALUES ('github', 'GitHub', '', '', '', '{}', :t, :t)"),
+                     {"t": "2026-11-30 10:00:00"})
+        conn.execute(text("INSERT INTO integrations (id, tenant_id, type, name, config, created_at, updated_at)"
+                          " VALUES ('3f0e-old-uuid', NULL, 'github', 'old', '{}', :t, :t)"), {"t": "2026-11-30 10:00:00"})
+        conn.execute(text("INSERT INTO integration_sync (integration_id, state, last_success_at, updated_at)"
+                          " VALUES ('3f0e-old-uuid', '{\"repos\": {}}', :t, :t)"), {"t": "2026-11-30 10:00:00"})
+    assert upgrade(db) == head_revision()
+    with db.engine.connect() as conn:
+        row = conn.execute(text("SELECT state, last_success_at, last_checked_at, first_sync_queued_at"
+                                " FROM integration_sync")).one()
+        assert row.last_success_at is not None and row.last_checked_at is None and row.first_sync_queued_at is None
+        assert "repos" in (row.state if isinstance(row.state, dict) else row.state)
+        assert conn.execute(text("SELECT count(*) FROM orchestrator_status")).scalar() == 0
+    db.dispose()

@@ -21,7 +21,7 @@ class BackendServer:
         self.port: int | None = None
 
     def start(self, port: int = 0) -> "BackendServer":
-        app = create_app(self.settings)
+        app = self.app = create_app(self.settings)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="backend-server", daemon=True)
@@ -47,6 +47,10 @@ class BackendServer:
     @property
     def api_url(self) -> str:
         return self.url + "/api"
+
+    def app_db(self):
+        """The running app's database (for tests that set up states the API cannot)."""
+        return self.app.state.ctx.db
 
     def client(self, **headers: str) -> "ApiClient":
         return ApiClient(self.api_url, headers)

@@ -12,6 +12,8 @@ from painchain_pipelines.backend.schemas.connector_types import (
     ConnectorTypeRegistered,
     ConnectorTypeSummary,
 )
+from painchain_pipelines.backend.schemas.sync import OrchestratorOut, OrchestratorReport
+from painchain_pipelines.backend.services.orchestrator import record_report
 
 router = APIRouter(prefix="/integrations/types", tags=["connector types"])
 
@@ -69,3 +71,19 @@ def get_type(type_id: str, request: Request, _principal: CurrentPrincipal):
     if row is None:
         raise not_found("connector type", type_id)
     return {**_summary(row), "configSchema": row.config_schema}
+
+
+@router.put(
+    "/{type_id}/orchestrator",
+    response_model=OrchestratorOut,
+    dependencies=[Depends(require_admin)],
+    summary="The orchestrator's heartbeat for a connector type (Dagster's sensors send it every tick)",
+)
+def report_orchestrator(type_id: str, body: OrchestratorReport, request: Request):
+    now = utcnow()
+    with request.app.state.ctx.db.write() as session:
+        if session.get(ConnectorType, type_id) is None:
+            raise not_found("connector type", type_id)
+        row, checked, queued = record_report(session, type_id, body, now)
+        return {"connectorType": type_id, "seenAt": row.seen_at, "problem": row.problem,
+                "checked": checked, "queued": queued}

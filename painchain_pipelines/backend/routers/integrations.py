@@ -2,14 +2,20 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import func, select
 
 from painchain_pipelines.backend.auth import CurrentPrincipal, Principal, require_admin
 from painchain_pipelines.backend.errors import field_error, not_found
-from painchain_pipelines.backend.models import ConnectorType, Event, Integration, IntegrationSync, utcnow
+from painchain_pipelines.backend.models import (
+    ConnectorType,
+    Event,
+    Integration,
+    IntegrationSync,
+    OrchestratorStatus,
+    utcnow,
+)
 from painchain_pipelines.backend.schemas.connector_types import ConfigSchema
 from painchain_pipelines.backend.schemas.integrations import (
     IntegrationCreate,
@@ -21,8 +27,10 @@ from painchain_pipelines.backend.services.integration_config import (
     clear_config,
     encrypt_secrets,
     masked_config,
+    new_integration_id,
     validate_config,
 )
+from painchain_pipelines.backend.services.orchestrator import orchestrator_state
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/integrations", tags=["integrations"])
@@ -72,7 +80,7 @@ def create_integration(body: IntegrationCreate, request: Request, principal: Cur
         schema = ConfigSchema.model_validate(connector_type.config_schema)
         clean = validate_config(schema, config, connector_id=body.type)
         row = Integration(
-            id=str(uuid.uuid4()),
+            id=new_integration_id(clean["name"], exists=lambda candidate: session.get(Integration, candidate) is not None),
             tenant_id=principal.tenant_id,
             type=body.type,
             name=clean["name"],
@@ -135,7 +143,8 @@ def integrations_status(request: Request, principal: CurrentPrincipal):
     stmt = (
         select(Integration.id, Integration.type, Integration.name, Integration.tenant_id,
                IntegrationSync.last_attempt_at, IntegrationSync.last_success_at,
-               IntegrationSync.last_error_at, IntegrationSync.last_error)
+               IntegrationSync.last_checked_at, IntegrationSync.last_error_at, IntegrationSync.last_error,
+               IntegrationSync.last_stats, IntegrationSync.first_sync_queued_at)
         .outerjoin(IntegrationSync, IntegrationSync.integration_id == Integration.id)
         .order_by(Integration.created_at, Integration.id)
     )
@@ -146,12 +155,25 @@ def integrations_status(request: Request, principal: CurrentPrincipal):
     with request.app.state.ctx.db.read() as session:
         rows = session.execute(stmt).all()
         last_day = dict(session.execute(counts).all())
+        heartbeats = {o.connector_type: o for o in session.scalars(select(OrchestratorStatus))}
+    now = utcnow()
     return [
         {"id": r.id, "type": r.type, "name": r.name, "tenantId": r.tenant_id,
          "lastAttemptAt": r.last_attempt_at, "lastSuccessAt": r.last_success_at,
-         "lastErrorAt": r.last_error_at, "lastError": r.last_error, "eventsLast24h": last_day.get(r.id, 0)}
+         "lastCheckedAt": r.last_checked_at, "lastErrorAt": r.last_error_at, "lastError": r.last_error,
+         "failedSources": _failed_sources(r.last_stats), "firstSyncQueuedAt": r.first_sync_queued_at,
+         "orchestrator": orchestrator_state(heartbeats.get(r.type), now),
+         "eventsLast24h": last_day.get(r.id, 0)}
         for r in rows
     ]
+
+
+def _failed_sources(stats: dict | None) -> dict[str, str]:
+    """The sources the last attempt could not read, from its report (connectors' own format)."""
+    failed = (stats or {}).get("failedSources") if isinstance(stats, dict) else None
+    if not isinstance(failed, dict):
+        return {}
+    return {str(k): str(v) for k, v in failed.items()}
 
 
 def _load_visible(session, integration_id: str, principal: Principal) -> Integration:
@@ -210,9 +232,11 @@ def _sync_out(integration_id: str, row: IntegrationSync | None) -> dict:
         "state": (row.state if row else None) or {},
         "lastAttemptAt": row.last_attempt_at if row else None,
         "lastSuccessAt": row.last_success_at if row else None,
+        "lastCheckedAt": row.last_checked_at if row else None,
         "lastErrorAt": row.last_error_at if row else None,
         "lastError": row.last_error if row else None,
         "lastStats": row.last_stats if row else None,
+        "firstSyncQueuedAt": row.first_sync_queued_at if row else None,
     }
 
 
@@ -246,7 +270,7 @@ def put_sync(integration_id: str, body: SyncReport, request: Request, principal:
             row.last_attempt_at = now
             row.last_stats = body.stats
         if body.status == "success":
-            row.last_success_at = now
+            row.last_success_at = row.last_checked_at = now
         elif body.status == "error":
             row.last_error_at = now
             row.last_error = body.error

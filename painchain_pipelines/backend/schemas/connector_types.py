@@ -34,12 +34,25 @@ class ConfigField(BaseModel):
     # Our extension: "json" makes a textarea parse as JSON (invalid JSON is a 422),
     # "text" keeps it verbatim. Without it, a textarea value that starts like JSON is parsed.
     format: Literal["json", "text"] | None = None
+    # Our extension: a JSON Schema (draft 2020-12) the field's value must match once parsed,
+    # e.g. {"type": "array", "items": {"type": "string"}}, so that a JSON string where a list
+    # belongs is a 422 naming the field, not a failing sync later.
+    jsonSchema: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _options_for_select(self) -> "ConfigField":
         if self.type == "select" and not self.options:
             raise ValueError("a select field needs a non-empty 'options' list")
         return self
+
+    @field_validator("jsonSchema")
+    @classmethod
+    def _valid_json_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None:
+            from painchain_pipelines.backend.services.json_values import check_json_schema
+
+            check_json_schema(schema)
+        return schema
 
     def option_values(self) -> list[Any]:
         return [o.value if isinstance(o, SelectOption) else o for o in self.options or []]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import secrets
+import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from painchain_pipelines.backend.crypto import MASK, SecretBox, SecretDecryptionError, is_encrypted
 from painchain_pipelines.backend.errors import field_errors
 from painchain_pipelines.backend.schemas.connector_types import ConfigField, ConfigSchema
+from painchain_pipelines.backend.services.json_values import schema_problem
 
 # Always required, whatever the schema says (the connector guide's standard fields).
 STANDARD_FIELDS = {
@@ -169,11 +174,28 @@ def validate_config(
             continue
         try:
             result[field.key] = _coerce(field, value)
+            problem = field.jsonSchema and schema_problem(field.jsonSchema, result[field.key], field.placeholder)
+            if problem:
+                raise ValueError(problem)
         except ValueError as exc:
             errors.append({"loc": (*loc, field.key), "msg": f"{field.label} {exc}", "type": "value_error"})
     if errors:
         raise field_errors(errors)
     return result
+
+
+ID_SLUG_LENGTH = 40
+
+
+def new_integration_id(name: str, exists: Callable[[str], bool]) -> str:
+    """A readable, stable id chosen at creation: `payments-github-3f9a1c0e`. It is also the
+    integration's partition key in Dagster, where people pick integrations by it."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:ID_SLUG_LENGTH].rstrip("-") or "integration"
+    while True:
+        candidate = f"{slug}-{secrets.token_hex(4)}"
+        if not exists(candidate):
+            return candidate
 
 
 def encrypt_secrets(config: dict[str, Any], schema: ConfigSchema, box: SecretBox) -> dict[str, Any]:
