@@ -229,11 +229,11 @@ class RequestRecord:
 
 class _Commit:
     __slots__ = ("sha", "message", "author_login", "author_name", "author_email", "authored_at",
-                 "committed_at", "committed_ts", "parent", "history", "index", "tree_sha", "json_item",
+                 "committed_at", "committed_ts", "parents", "history", "index", "tree_sha", "json_item",
                  "json_full")
 
     def __init__(self, sha, message, author_login, author_name, author_email, authored_at, committed_at,
-                 parent, history, index):
+                 parents, history, index):
         self.sha = sha
         self.message = message
         self.author_login = author_login
@@ -242,8 +242,11 @@ class _Commit:
         self.authored_at = authored_at
         self.committed_at = committed_at
         self.committed_ts = committed_at.timestamp()
-        self.parent = parent
-        self.history = history  # the list this commit was pushed onto: history[:index+1] is its ancestry
+        self.parents = parents  # SHAs, first parent first (two for a merge commit)
+        # The list this commit was pushed onto, in the order the commits list shows it (reversed):
+        # history[:index+1] is its ancestry. A merge puts the merged branch's commits before the
+        # merge commit, so the list is in topological, not date, order (as on GitHub).
+        self.history = history
         self.index = index
         self.tree_sha = _sha1("tree:" + sha)
         self.json_item: bytes | None = None
@@ -382,22 +385,73 @@ class FakeRepo:
             authored = self._at(authored_at)
             committed = _utc(committed_at) if committed_at is not None else authored
             if sha is None:
-                sha = _sha1(f"{self.full_name}:{self._fake._next('commit')}:{message}")
+                sha = self._new_sha(message)
             sha = sha.lower()
             if len(sha) != 40 or not _is_hex_sha(sha):
                 raise ValueError(f"sha must be 40 hex characters: {sha!r}")
             if sha in self.commits:
                 raise ValueError(f"commit {sha} already exists in {self.full_name}")
             hist = self.branches[branch]
-            parent = hist[-1] if hist else None
-            if author_email is None:
-                author_email = f"{author_login or 'nobody'}@users.noreply.github.com"
-            hist.append(sha)
-            self.commits[sha] = _Commit(sha, message, author_login, author_name, author_email, authored, committed,
-                                        parent, hist, len(hist) - 1)
-            self.pushed_at = _utc(self._fake.now())
-            self._bump()
+            self._append_commit(hist, sha, message, author_login, author_name, author_email, authored, committed,
+                                [hist[-1]] if hist else [])
             return sha
+
+    def _append_commit(self, hist: list[str], sha: str, message: str, author_login: str | None, author_name: str,
+                       author_email: str | None, authored: datetime, committed: datetime,
+                       parents: list[str]) -> None:
+        if author_email is None:
+            author_email = f"{author_login or 'nobody'}@users.noreply.github.com"
+        hist.append(sha)
+        self.commits[sha] = _Commit(sha, message, author_login, author_name, author_email, authored, committed,
+                                    parents, hist, len(hist) - 1)
+        self.pushed_at = _utc(self._fake.now())
+        self._bump()
+
+    def _new_sha(self, message: str) -> str:
+        return _sha1(f"{self.full_name}:{self._fake._next('commit')}:{message}")
+
+    def merge(self, source: str, into: str | None = None, message: str | None = None,
+              committed_at: datetime | None = None, author_login: str = "octocat") -> str:
+        """A merge commit on ``into`` (default branch) with parents [head of into, head of source].
+        The commits list of ``into`` then shows the merge commit, the merged commits (newest first),
+        then the earlier history of ``into``: topological order, whatever the commits' dates."""
+        with self._lock:
+            into = into or self.default_branch
+            target, merged = self.branches[into], self.branches[source]
+            if not target or not merged:
+                raise ValueError("both branches need a commit to merge")
+            parents = [target[-1], merged[-1]]
+            present = set(target)
+            target.extend(sha for sha in merged if sha not in present)
+            at = self._at(committed_at)
+            message = message or f"Merge branch '{source}' into {into}"
+            sha = self._new_sha(message)
+            self._append_commit(target, sha, message, author_login, author_login, None, at, at, parents)
+            return sha
+
+    def rebase(self, branch: str, onto: str | None = None, committed_at: datetime | None = None,
+               keep_committer_dates: bool = False) -> list[str]:
+        """Rebase ``branch`` onto ``onto`` (default branch) and force-push it: its own commits are
+        replayed on the head of ``onto`` with new SHAs, author dates kept, committer dates set to
+        ``committed_at`` (now) or, with ``keep_committer_dates`` (``git rebase
+        --committer-date-is-author-date``), kept. Returns the new SHAs, oldest first."""
+        with self._lock:
+            onto = onto or self.default_branch
+            base = self.branches[onto]
+            in_base = set(base)
+            own = [self.commits[sha] for sha in self.branches[branch] if sha not in in_base]
+            hist = list(base)
+            self.branches[branch] = hist
+            at = self._at(committed_at)
+            new_shas = []
+            for old in own:
+                sha = self._new_sha(old.message)
+                self._append_commit(hist, sha, old.message, old.author_login, old.author_name, old.author_email,
+                                    old.authored_at, old.committed_at if keep_committer_dates else at,
+                                    [hist[-1]] if hist else [])
+                new_shas.append(sha)
+            self._bump()
+            return new_shas
 
     def head(self, branch: str | None = None) -> str | None:
         with self._lock:
@@ -694,8 +748,7 @@ class _Renderer:
             elif k in ("author", "committer"):
                 d[k] = self.user(c.author_login)
             elif k == "parents":
-                d[k] = [] if c.parent is None else [
-                    {"url": f"{api}/commits/{c.parent}", "sha": c.parent, "html_url": f"{html}/commit/{c.parent}"}]
+                d[k] = [{"url": f"{api}/commits/{p}", "sha": p, "html_url": f"{html}/commit/{p}"} for p in c.parents]
             elif k == "stats":
                 d[k] = {"additions": 0, "deletions": 0, "total": 0}
             elif k == "files":
@@ -920,6 +973,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return "GitHub.com"
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header is the server's clock: the world clock, not this host's.
+        return super().date_time_string(self.server.fake._now_epoch() if timestamp is None else timestamp)
+
     def setup(self):
         super().setup()
         try:
@@ -972,7 +1029,10 @@ class FakeGitHub:
     """Fake api.github.com on ``http://127.0.0.1:<port><api_prefix>``.  See module docstring."""
 
     def __init__(self, token: str = "test-token", latency: float = 0.0, api_prefix: str = "",
-                 html_base: str = "https://github.com", rate_limit: int = 5000, host: str = "127.0.0.1"):
+                 html_base: str = "https://github.com", rate_limit: int = 5000, host: str = "127.0.0.1",
+                 clock_offset: float = 0.0):
+        """``clock_offset``: seconds the world clock (timestamps, ``Date`` headers, rate-limit
+        resets) is ahead of this host's clock; negative for a server clock that lags behind."""
         self.token = token
         self.latency = latency
         self.api_prefix = ("/" + api_prefix.strip("/")) if api_prefix.strip("/") else ""
@@ -983,7 +1043,7 @@ class FakeGitHub:
         self.port: int | None = None
         self.requests: list[RequestRecord] = []
         self._lock = threading.RLock()
-        self._offset = 0.0
+        self._offset = float(clock_offset)
         self._repos: dict[str, FakeRepo] = {}
         self._repos_by_id: dict[int, FakeRepo] = {}
         self._counters: dict[str, int] = {}

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 
 import github
 import pytest
@@ -513,3 +514,81 @@ def test_world_mutations_visible_between_polls(fake):
     body = json.loads(requests.get(f"{fake.base_url}/repos/acme/shop/commits",
                                    headers={"Authorization": "token test-token"}).text)
     assert body[0]["commit"]["committer"]["date"].endswith("Z")
+
+
+# ------------------------------------------------------------------------------------------ clock, merges, re-runs
+
+
+@pytest.mark.parametrize("offset", [-3 * 3600, 3 * 3600])
+def test_date_header_and_timestamps_follow_the_world_clock(offset):
+    with FakeGitHub(clock_offset=offset) as f:
+        r = f.add_repo("acme/shop")
+        sha = r.add_commit(message="now")
+        before = f.now().replace(microsecond=0)
+        resp = requests.get(f.base_url + "/repos/acme/shop/commits", headers={"Authorization": "token test-token"})
+        again = requests.get(f.base_url + "/repos/acme/shop/commits", headers={
+            "Authorization": "token test-token", "If-None-Match": resp.headers["ETag"]})
+        after = f.now()
+    assert again.status_code == 304
+    for answer in (resp, again):  # the server's clock, hours away from this host's
+        server_time = parsedate_to_datetime(answer.headers["Date"])
+        assert before <= server_time <= after
+        assert abs(server_time - datetime.now(UTC)) > timedelta(hours=2)
+    assert resp.json()[0]["sha"] == sha and before - timedelta(seconds=1) <= datetime.fromisoformat(
+        resp.json()[0]["commit"]["committer"]["date"].replace("Z", "+00:00")) <= after
+
+
+def test_merge_lists_merged_commits_first_with_two_parents(fake):
+    r = fake.add_repo("acme/shop")
+    base = r.add_commit(message="base", authored_at=T0)
+    r.create_branch("old")
+    old = [r.add_commit(branch="old", message=f"old {i}", authored_at=T0 + timedelta(hours=i)) for i in range(2)]
+    new = r.add_commit(message="new", authored_at=T0 + timedelta(days=5))
+    merge = r.merge("old", committed_at=T0 + timedelta(days=6))
+    repo = client(fake).get_repo("acme/shop")
+    assert [c.sha for c in repo.get_commits()] == [merge, old[1], old[0], new, base]  # not date order
+    assert [p.sha for p in repo.get_commit(merge).parents] == [new, old[1]]
+    assert [c.sha for c in repo.get_commits(sha=new)] == [new, base]
+    assert [c.sha for c in repo.compare(new, "main").commits] == [*old, merge]
+
+
+@pytest.mark.parametrize("keep_committer_dates", [False, True])
+def test_rebase_replays_commits_with_new_shas(fake, keep_committer_dates):
+    r = fake.add_repo("acme/shop")
+    base = r.add_commit(message="base", authored_at=T0)
+    r.create_branch("topic")
+    topic = r.add_commit(branch="topic", message="topic", authored_at=T0 + timedelta(hours=1))
+    main = r.add_commit(message="main", authored_at=T0 + timedelta(hours=2))
+    [rebased] = r.rebase("topic", committed_at=T0 + timedelta(hours=3), keep_committer_dates=keep_committer_dates)
+    repo = client(fake).get_repo("acme/shop")
+    assert [c.sha for c in repo.get_commits(sha="topic")] == [rebased, main, base]
+    commit = repo.get_commit(rebased).commit
+    assert rebased != topic and commit.message == "topic" and commit.author.date == T0 + timedelta(hours=1)
+    assert commit.committer.date == T0 + timedelta(hours=1 if keep_committer_dates else 3)
+    assert [c.sha for c in repo.get_commits(sha=topic)] == [topic, base]  # the old commit still exists
+
+
+def test_rerun_changes_the_etag_of_its_own_page_only(fake):
+    r = fake.add_repo("acme/shop")
+    r.add_commit()
+    ids = [r.add_workflow_run(created_at=T0 + timedelta(minutes=i)) for i in range(250)]
+    for run_id in ids:
+        r.complete_run(run_id, at=T0 + timedelta(hours=5))
+    gh = client(fake)
+    url = f"{fake.base_url}/repos/acme/shop/actions/runs"
+
+    def page(number, etag=None):
+        params = {"created": "2026-11-24", "per_page": 100, "page": number}
+        return gh.requester.requestJsonAndCheck("GET", url, params, headers={"If-None-Match": etag} if etag else None)
+
+    etags = [page(n)[0]["etag"] for n in (1, 2, 3)]
+    r.rerun(ids[10], at=T0 + timedelta(days=3))  # listed last: on page 3 (newest created first)
+    assert [page(n, etags[n - 1])[1] is None for n in (1, 2)] == [True, True]
+    headers, data = page(3, etags[2])
+    [run] = [x for x in data["workflow_runs"] if x["id"] == ids[10]]
+    assert headers["etag"] != etags[2]
+    assert (run["run_attempt"], run["status"], run["updated_at"]) == (2, "queued", "2026-11-27T10:00:00Z")
+    r.complete_run(ids[10], "failure", at=T0 + timedelta(days=3, minutes=4))
+    headers2, data2 = page(3, headers["etag"])
+    [run] = [x for x in data2["workflow_runs"] if x["id"] == ids[10]]
+    assert headers2["etag"] != headers["etag"] and (run["run_attempt"], run["conclusion"]) == (2, "failure")

@@ -14,15 +14,9 @@ from painchain_pipelines.connectors.base import (
 )
 from painchain_pipelines.connectors.github import GitHubConnector
 from tests.fakes import FakeGitHub
-from tests.github.conftest import TOKEN, github_integration
+from tests.github.conftest import TOKEN, collect, github_integration
 
 H = dt.timedelta(hours=1)
-
-
-def collect(fn, *args, **kwargs):
-    events = []
-    result = fn(*args, sink=events.append, **kwargs)
-    return events, result
 
 
 def day_window(moment: dt.datetime) -> TimeWindow:
@@ -282,6 +276,33 @@ def test_github_enterprise_base_url(fake):
         events, _ = collect(GitHubConnector().live_sync, github_integration(ghe, ["corp/app"]), None)
     assert [e.title for e in events] == ["Commit to main: ghe"]
     assert all(r.path.startswith("/repos/corp/app") for r in ghe.requests)
+
+
+@pytest.mark.parametrize("mode", ["live", "window"])
+def test_deployment_links_point_at_the_web_host_on_github_enterprise(mode):
+    # The web UI of an Enterprise server is not where its API is: take links from the API's html_url.
+    with FakeGitHub(token=TOKEN, api_prefix="/api/v3", html_base="https://ghe.example.com") as ghe:
+        repo = ghe.add_repo("corp/app")
+        repo.add_commit(message="x", authored_at=ghe.now() - 2 * H)
+        deployment = repo.add_deployment("prod eu/1", created_at=ghe.now() - H)
+        repo.add_deployment_status(deployment, "success", at=ghe.now() - H)
+        integration = github_integration(ghe, ["corp/app"])
+        if mode == "live":
+            events, _ = collect(GitHubConnector().live_sync, integration, None)
+        else:
+            events, _ = collect(GitHubConnector().window_sync, integration, TimeWindow(ghe.now() - 3 * H, ghe.now()))
+    links = {e.data["state"]: e.data["url"] for e in events if e.data["type"] == "deployment"}
+    assert links == {"created": "https://ghe.example.com/corp/app/deployments/prod%20eu%2F1",
+                     "success": "https://ghe.example.com/corp/app/deployments/prod%20eu%2F1"}
+
+
+def test_deployment_links_on_github_com(fake):
+    repo = fake.add_repo("octo/app")
+    repo.add_commit(message="x", authored_at=fake.now() - 2 * H)
+    repo.add_deployment("production", created_at=fake.now() - H)
+    events, _ = collect(GitHubConnector().live_sync, github_integration(fake, ["octo/app"]), None)
+    [event] = [e for e in events if e.data["type"] == "deployment"]
+    assert event.data["url"] == "https://github.com/octo/app/deployments/production"
 
 
 def test_reopened_and_closed_again_pr_gives_two_close_events(fake):

@@ -4,6 +4,7 @@ and pages of plain dicts (PyGithub's pagination without building an object per i
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import logging
 import time
 from collections.abc import Iterator
@@ -125,6 +126,15 @@ class Page:
     def etag(self) -> str | None:
         return self.headers.get("etag")
 
+    @property
+    def server_time(self) -> dt.datetime | None:
+        """GitHub's clock when it answered (the Date header, to the second; 304s carry it too)."""
+        return _http_date(self.headers.get("date"))
+
+    @property
+    def has_next(self) -> bool:
+        return 'rel="next"' in (self.headers.get("link") or "")
+
 
 class GitHubReader:
     """Requests against one GitHub API with errors translated into connector errors."""
@@ -173,7 +183,9 @@ class translate_errors:
         if isinstance(exc, BadCredentialsException):
             raise AuthError("GitHub rejected the token (401 Bad credentials): check config field 'token'") from None
         if isinstance(exc, RateLimitExceededExceedsMaxWait):
-            raise RateLimited(f"GitHub rate limit on {self.what}: retry in {exc.wait:.0f} s", exc.wait) from None
+            # PyGithub measured the wait until X-RateLimit-Reset on this host's clock; on GitHub's.
+            wait = _retry_after(exc.headers) if exc.headers else exc.wait
+            raise RateLimited(f"GitHub rate limit on {self.what}: retry in {wait:.0f} s", wait) from None
         if isinstance(exc, RateLimitExceededException):
             raise RateLimited(f"GitHub rate limit on {self.what}", _retry_after(exc.headers)) from None
         if isinstance(exc, GithubException):
@@ -194,8 +206,23 @@ def _retry_after(headers: dict | None) -> float:
         return float(headers["retry-after"])
     reset = headers.get("x-ratelimit-reset")
     if reset and str(reset).isdigit():
-        return max(1.0, int(reset) - time.time() + 1)
+        # The reset is an epoch second of GitHub's clock: measure it from GitHub's Date.
+        server_time = _http_date(headers.get("date"))
+        now = server_time.timestamp() if server_time else time.time()
+        return max(1.0, int(reset) - now + 1)
     return 60.0
+
+
+def _http_date(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:  # "-0000": UTC, as far as HTTP is concerned
+        return moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc)
 
 
 def parse_ts(value: str | None) -> dt.datetime | None:

@@ -27,14 +27,6 @@ class GitHubConfig:
     def __repr__(self) -> str:  # the token must never be printed
         return f"GitHubConfig(repositories={self.repositories!r}, base_url={self.base_url!r}, branches={self.branches!r})"
 
-    @property
-    def html_base(self) -> str:
-        """Web UI root: github.com for the public API, https://HOST for GitHub Enterprise."""
-        parsed = urlparse(self.base_url)
-        if parsed.netloc == "api.github.com":
-            return "https://github.com"
-        return f"{parsed.scheme}://{parsed.netloc}"
-
 
 def _json_list(value: Any, field_name: str) -> list:
     if isinstance(value, str):

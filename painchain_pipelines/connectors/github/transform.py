@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import quote
 
 from painchain_pipelines.connectors.base import Event, iso
 from painchain_pipelines.connectors.github.client import parse_ts
@@ -177,11 +178,12 @@ def workflow_run_event(repo: str, run: dict) -> Event | None:
     )
 
 
-def _deployment_data(repo: str, html_base: str, deployment: dict) -> dict:
+def _deployment_data(repo: str, repo_url: str, deployment: dict) -> dict:
     return {
         "type": "deployment",
         # GitHub has no page per deployment; the environment's deployments page is the closest.
-        "url": f"{html_base}/{repo}/deployments/{deployment.get('environment')}",
+        # `repo_url` is the repository's html_url, right for github.com and Enterprise alike.
+        "url": f"{repo_url}/deployments/{quote(str(deployment.get('environment')), safe='')}",
         "deploymentId": deployment["id"],
         "environment": deployment.get("environment"),
         "ref": deployment.get("ref"),
@@ -193,24 +195,24 @@ def _deployment_data(repo: str, html_base: str, deployment: dict) -> dict:
     }
 
 
-def deployment_created_event(repo: str, html_base: str, deployment: dict) -> Event:
+def deployment_created_event(repo: str, repo_url: str, deployment: dict) -> Event:
     created_at = parse_ts(deployment.get("created_at"))
     return Event(
         title=f"Deployment to {deployment.get('environment')} started "
         f"({deployment.get('ref')} @ {_short(deployment.get('sha'))})",
         connector=CONNECTOR, project=repo, timestamp=created_at,
         external_id=f"github:{repo}:deployment:{deployment['id']}:created",
-        data={**_deployment_data(repo, html_base, deployment), "state": "created"},
+        data={**_deployment_data(repo, repo_url, deployment), "state": "created"},
     )
 
 
-def deployment_status_event(repo: str, html_base: str, deployment: dict, status: dict) -> Event | None:
+def deployment_status_event(repo: str, repo_url: str, deployment: dict, status: dict) -> Event | None:
     """Final states only (success / failure / error); in-progress ones wait for their outcome."""
     state = status.get("state")
     if state not in FINAL_DEPLOYMENT_STATES:
         return None
     at = parse_ts(status.get("created_at"))
-    data = _deployment_data(repo, html_base, deployment)
+    data = _deployment_data(repo, repo_url, deployment)
     data.update({
         "state": state,
         "statusId": status["id"],
