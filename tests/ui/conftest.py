@@ -35,6 +35,18 @@ def browser():
         instance.close()
 
 
+@pytest.fixture
+def page(browser):
+    """A page of its own browser context (en-US), failing the test on any JavaScript error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
 def seed(api: str, count: int = SEEDED_EVENTS, *, now: dt.datetime | None = None, headers=None) -> dict:
     """Connector types, integrations and `count` events over the last 20 hours."""
     session = requests.Session()

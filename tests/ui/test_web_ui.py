@@ -20,19 +20,13 @@ def site(make_backend):
     return {"url": server.url, "api": server.api_url, **data}
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
-
-
 def events_shown(page):
     return page.locator("article.event")
+
+
+def list_loaded(page):
+    """Filter changes reload the list in place: wait for its first page before reading rows at once."""
+    expect(page.locator(".timeline")).to_have_attribute("aria-busy", "false")
 
 
 def test_timeline_shows_groups_chart_and_pages_through_everything(site, page):
@@ -66,6 +60,7 @@ def test_filters_live_in_the_url_and_a_link_reproduces_the_view(site, page):
     expect(page).to_have_url(re.compile(r"connector=kubernetes"))
     kube_count = sum(1 for n in range(SEEDED_EVENTS) if n % 3 == 0)
     expect(page.locator(".range-label")).to_contain_text(f"{kube_count} events")
+    list_loaded(page)
     # text content, not innerText: rows off screen are skipped by layout (content-visibility)
     titles = events_shown(page).locator(".event-title").all_text_contents()
     assert len(titles) == min(kube_count, 100) and all("CrashLoopBackOff" in t for t in titles)
@@ -101,6 +96,7 @@ def test_presets_custom_range_project_filter_and_day_groups(site, browser):
     expect(page).to_have_url(re.compile(r"range=1h"))
     expect(page.get_by_role("button", name="1h", exact=True)).to_have_attribute("aria-pressed", "true")
     expect(page.locator(".range-label")).not_to_contain_text(f"{SEEDED_EVENTS} events")
+    list_loaded(page)
     times = events_shown(page).evaluate_all("rows => rows.map(r => Number(r.dataset.ts))")
     hour_ago_ms = (now - dt.timedelta(hours=1, minutes=2)).timestamp() * 1000
     assert 0 < len(times) < 20 and min(times) >= hour_ago_ms
@@ -111,6 +107,7 @@ def test_presets_custom_range_project_filter_and_day_groups(site, browser):
     page.get_by_role("button", name="Apply range").click()
     expect(page).to_have_url(re.compile(r"since=.*until="))
     expect(page.locator(".range-label")).to_contain_text(" events")
+    list_loaded(page)
     times = events_shown(page).evaluate_all("rows => rows.map(r => Number(r.dataset.ts))")
     assert times and all(since.timestamp() * 1000 - 60_000 <= t < until.timestamp() * 1000 + 60_000 for t in times)
 
@@ -119,6 +116,7 @@ def test_presets_custom_range_project_filter_and_day_groups(site, browser):
     page.press("#f-project", "Enter")
     expect(page).to_have_url(re.compile(r"project=prod-eu%3Apayments|project=prod-eu:payments"))
     expect(page.locator(".range-label")).to_contain_text(f"{sum(1 for n in range(SEEDED_EVENTS) if n % 3 == 0)} events")
+    list_loaded(page)
     projects = events_shown(page).locator(".event-meta span:first-child").all_text_contents()
     assert projects and set(projects) == {"prod-eu:payments"}
     context.close()
@@ -144,6 +142,7 @@ def test_zoom_by_clicking_and_by_dragging_on_the_chart(site, page):
     since = dt.datetime.fromisoformat(requests.utils.unquote(query["since"]).replace("Z", "+00:00"))
     until = dt.datetime.fromisoformat(requests.utils.unquote(query["until"]).replace("Z", "+00:00"))
     assert dt.timedelta(0) < until - since <= dt.timedelta(hours=1)
+    list_loaded(page)
     for stamp in page.locator("article.event time").evaluate_all("ts => ts.map(t => t.getAttribute('datetime'))"):
         moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
         assert since <= moment < until
@@ -253,6 +252,10 @@ def test_dark_theme_and_phone_layout(site, browser):
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(15, 18, 22)"
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # the header keeps its controls on screen (the time zone menu and the settings button)
+    for control in ("#time-zone", "#settings-button"):
+        box = page.locator(control).bounding_box()
+        assert box["x"] + box["width"] <= 390, control
     context.close()
 
 
@@ -264,9 +267,11 @@ def test_integrations_list_shows_status_and_counts(site, page):
                  json={"status": "error", "error": "cluster unreachable"}, timeout=10)
     requests.put(f"{site['api']}/integrations/{site['github']['id']}/sync",
                  json={"status": "success"}, timeout=10).raise_for_status()
+    for type_id in ("github", "kubernetes"):  # Dagster's sensors are running
+        requests.put(f"{site['api']}/integrations/types/{type_id}/orchestrator", json={}, timeout=10).raise_for_status()
     page.goto(site["url"] + "/integrations")
     github_card = page.locator(f"article.card[data-id='{site['github']['id']}']")
-    expect(github_card.locator(".status")).to_contain_text("Last successful sync just now")
+    expect(github_card.locator(".status")).to_have_text("✓ Up to date — synced just now")
     kube_card = page.locator(f"article.card[data-id='{site['kube']['id']}']")
     expect(kube_card).to_contain_text("prod-eu")
     expect(kube_card.locator(".status.bad")).to_contain_text("cluster unreachable")

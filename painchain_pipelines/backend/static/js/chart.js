@@ -1,6 +1,6 @@
 // The event-count chart: stacked bars per connector from the backend's histogram (never from
 // the loaded page). Click a bar, or drag across bars, to zoom; Enter on a focused bar zooms too.
-import { connectorColor, formatClock, formatShort, formatTime, h, s } from "./util.js";
+import { connectorColor, formatClock, formatShort, h, s, zoneLabel, zoneShort } from "./util.js";
 
 const HEIGHT = 140;
 const AXIS = 18;
@@ -51,7 +51,9 @@ export function renderChart(card, histogram, { types, onZoom, marker }) {
       bars.append(s("rect", { x: x0, y: plot - stacked - height, width: barWidth, height, fill: color(connector), rx: 1 }));
       stacked += height;
     }
-    const description = `${formatShort(new Date(start))} – ${formatTime(new Date(start + bucketMs))}: ${bucket.total} events`;
+    // the same formatters as the list, in the chosen zone, which the description names
+    const end = new Date(start + bucketMs);
+    const description = `${formatShort(new Date(start))} – ${formatClock(end)} ${zoneShort(end)}: ${bucket.total} events`;
     const hit = s("rect", {
       class: "bar", x: x0, y: 0, width: barWidth + 1, height: plot, fill: "transparent", tabindex: 0,
       role: "button", "aria-label": description, "data-start": start,
@@ -133,5 +135,6 @@ export function renderChart(card, histogram, { types, onZoom, marker }) {
   const legend = h("div", { class: "chart-legend" },
     histogram.connectors.map((c) => h("span", {}, h("i", { style: { background: color(c) } }), label(c))));
   if (!histogram.total) legend.append(h("span", {}, "No events in this range"));
+  legend.append(h("span", { class: "chart-zone" }, `Times: ${zoneLabel(new Date(until))}`));
   card.append(svg, tip, legend);
 }

@@ -1,12 +1,35 @@
 // Renders an event's `data` readably: links as links, times as times, statuses as badges,
 // nested objects and lists as nested lists. Everything goes through text nodes (data is untrusted).
-import { formatDateTime, formatRelative, h } from "./util.js";
+import { formatFull, formatRelative, h } from "./util.js";
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
-const STATUS_KEYS = new Set(["conclusion", "state", "status", "action", "phase", "reason", "result"]);
-const GOOD = new Set(["success", "succeeded", "completed", "merged", "published", "ready", "running", "healthy", "created", "opened", "available"]);
-const BAD = new Set(["failure", "failed", "error", "errored", "cancelled", "canceled", "timed_out", "crashloopbackoff", "degraded", "startup_failure", "closed", "oomkilled"]);
-const PENDING = new Set(["in_progress", "queued", "pending", "waiting", "progressing", "requested", "action_required"]);
+// Where connectors put a status word; a row's badge takes the first outcome among them
+// (a failed run's "conclusion: failure" over its "status: completed"), else the first word.
+const STATUS_KEYS = ["conclusion", "result", "outcome", "state", "status", "phase", "reason", "action"];
+
+// Status words by meaning, normalized (lowercase, letters only: "timed_out" -> "timedout").
+// Green and red are for outcomes only; lifecycle words (created, opened, completed, merged,
+// closed, published, inactive…) say what happened, not whether it went well: neutral.
+const STATUS_CLASSES = {
+  ok: ["success", "succeeded", "successful", "passed", "fixed", "complete", "deployed", "healthy", "ready",
+    "available", "resolved"],
+  bad: ["failure", "failed", "error", "errored", "timedout", "timeout", "startupfailure", "crashloopbackoff",
+    "oomkilled", "imagepullbackoff", "errimagepull", "createcontainererror", "createcontainerconfigerror",
+    "invalidimagename", "evicted", "backofflimitexceeded", "deadlineexceeded", "progressdeadlineexceeded",
+    "failedscheduling", "failedmount", "unhealthy", "degraded", "notready", "unavailable"],
+  // finished without succeeding or failing, needs a look
+  warn: ["cancelled", "canceled", "aborted", "actionrequired", "stale", "unstable", "rolledback", "warning"],
+  // not finished yet
+  pending: ["queued", "pending", "inprogress", "waiting", "waitingforresource", "requested", "running",
+    "progressing", "scheduled", "preparing", "manual", "starting", "containercreating"],
+};
+const STATUS_CLASS = new Map(Object.entries(STATUS_CLASSES).flatMap(([cls, words]) => words.map((w) => [w, cls])));
+const OUTCOME_CLASSES = new Set(["ok", "bad", "warn"]);
+
+// Numbers under these keys identify something (run 11000501530, PR 42, exit code 137): shown
+// as raw digits so they can be copied and searched; other numbers are quantities.
+const IDENTIFIER_WORDS = new Set(["id", "ids", "iid", "number", "numbers", "no", "num", "attempt", "code", "sha",
+  "pid", "uid", "gid", "port", "year", "revision", "generation", "version", "serial", "ref"]);
 
 export function safeUrl(value) {
   if (typeof value !== "string") return null;
@@ -18,16 +41,34 @@ export function safeUrl(value) {
   }
 }
 
+/** "ok" | "bad" | "warn" | "pending" | "" (neutral: lifecycle words and words we do not know). */
 export function statusClass(value) {
-  const key = String(value).toLowerCase();
-  if (GOOD.has(key)) return "ok";
-  if (BAD.has(key)) return "bad";
-  if (PENDING.has(key)) return "warn";
-  return "";
+  return STATUS_CLASS.get(String(value).toLowerCase().replace(/[^a-z]/g, "")) || "";
+}
+
+/** A short status word, not a sentence (reason fields sometimes hold one). */
+function isStatusWord(value) {
+  return typeof value === "string" && value.length > 0 && value.length <= 40 && value.trim().split(/\s+/).length <= 3;
+}
+
+/** The status a row shows for `data`: the first outcome among the status keys, else the first status word. */
+export function rowStatus(data) {
+  const words = STATUS_KEYS.map((key) => data[key]).filter(isStatusWord);
+  return words.find((word) => OUTCOME_CLASSES.has(statusClass(word))) || words[0] || null;
 }
 
 export function statusBadge(value) {
-  return h("span", { class: `badge ${statusClass(value)}` }, String(value).replaceAll("_", " "));
+  return h("span", { class: `badge ${statusClass(value)}`.trim() }, String(value).replaceAll("_", " "));
+}
+
+/** conclusion, status…, and their qualified forms: lastState, deploymentStatus. */
+function isStatusKey(key) {
+  return STATUS_KEYS.includes(key) || /[a-z](State|Status|Conclusion|Phase|Reason|Result|Outcome)$/.test(key);
+}
+
+function isIdentifierKey(key) {
+  const words = String(key).replace(/([a-z0-9])([A-Z])/g, "$1 $2").toLowerCase().split(/[^a-z0-9]+/).filter(Boolean);
+  return words.length > 0 && IDENTIFIER_WORDS.has(words[words.length - 1]);
 }
 
 function humanize(key) {
@@ -43,21 +84,25 @@ function duration(seconds) {
 export function renderValue(key, value, depth = 0) {
   if (value === null || value === undefined || value === "") return h("span", { class: "muted" }, "—");
   if (typeof value === "boolean") return h("span", {}, value ? "yes" : "no");
-  if (typeof value === "number") return h("span", {}, key && /seconds$/i.test(key) ? duration(value) : value.toLocaleString());
+  if (typeof value === "number") {
+    if (key && /seconds$/i.test(key)) return h("span", {}, duration(value));
+    return h("span", {}, key && isIdentifierKey(key) ? String(value) : value.toLocaleString());
+  }
   if (typeof value === "string") {
     const url = safeUrl(value);
     if (url) return h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, value);
     if (ISO_TIME.test(value)) {
       const date = new Date(value);
-      return h("time", { datetime: value, title: value }, `${formatDateTime(date)} (${formatRelative(date)})`);
+      return h("time", { datetime: value, title: value }, `${formatFull(date)} (${formatRelative(date)})`);
     }
-    if (key && STATUS_KEYS.has(key)) return statusBadge(value);
+    if (key && isStatusKey(key) && isStatusWord(value)) return statusBadge(value);
     if (value.includes("\n")) return h("pre", {}, value);
     return h("span", {}, value);
   }
   if (Array.isArray(value)) {
     if (value.every((v) => typeof v !== "object" || v === null)) {
-      return h("span", {}, value.map((v, i) => [i ? ", " : "", renderValue(null, v, depth + 1)]));
+      // items keep the list's key: "runIds" are identifiers too
+      return h("span", {}, value.map((v, i) => [i ? ", " : "", renderValue(key, v, depth + 1)]));
     }
     return h("ol", {}, value.map((v) => h("li", {}, renderValue(null, v, depth + 1))));
   }

@@ -1,7 +1,11 @@
 // Integrations: the list (grouped by connector, with sync status) and the create / edit forms,
 // generated from each connector type's configSchema — including types registered later.
 import { ApiError, api, connectorTypes } from "./api.js";
-import { colorFor, formatDateTime, formatRelative, h, toast } from "./util.js";
+import { colorFor, formatFull, formatRelative, h, toast } from "./util.js";
+
+// Overridable (localStorage "painchain.refreshMs") so that tests need not wait 30 s.
+const STATUS_REFRESH_MS = Number(localStorage.getItem("painchain.refreshMs")) || 30_000;
+const MAX_FAILED_SOURCES_SHOWN = 3;
 
 export async function renderIntegrations(main, ctx) {
   const params = new URLSearchParams(location.search);
@@ -17,6 +21,7 @@ function logoOf(type, id) {
 }
 
 async function renderList(main, { navigate, showError }) {
+  let disposed = false;
   main.append(h("div", { class: "state" }, h("span", { class: "spinner", "aria-label": "Loading integrations" })));
   let types;
   let integrations;
@@ -62,23 +67,101 @@ async function renderList(main, { navigate, showError }) {
         h("a", { class: "button small", href: `/integrations?new=${encodeURIComponent(typeId)}`, "data-nav": "" }, `Add ${label}`)),
       h("div", { class: "cards" }, items.map((i) => card(i, statusById.get(i.id), { navigate, showError })))));
   }
+
+  // Statuses move on their own (checks every minute, syncs, the orchestrator stopping): follow them.
+  const refreshTimer = setInterval(async () => {
+    try {
+      const fresh = await api("/integrations/status");
+      if (disposed) return;
+      for (const status of fresh) {
+        const el = main.querySelector(`article.card[data-id="${CSS.escape(status.id)}"]`);
+        if (!el) continue;
+        el.querySelector(".card-status").replaceChildren(...statusLines(status));
+        el.querySelector(".card-events").replaceChildren(eventsLink(status.id, status.eventsLast24h));
+      }
+    } catch {
+      // the next tick tries again; the page shows the last answer meanwhile
+    }
+  }, STATUS_REFRESH_MS);
+  return () => {
+    disposed = true;
+    clearInterval(refreshTimer);
+  };
 }
 
-function statusLine(status) {
-  if (!status) return h("div", { class: "status muted" }, "Not synced yet");
-  const lastError = status.lastErrorAt && (!status.lastSuccessAt || status.lastErrorAt > status.lastSuccessAt);
+function statusText(cls, content, title) {
+  return h("div", { class: `status ${cls}`, title: title || null }, content);
+}
+
+const relative = (iso) => formatRelative(new Date(iso));
+const full = (iso) => formatFull(new Date(iso));
+const later = (a, b) => (!a ? b : !b ? a : Date.parse(a) >= Date.parse(b) ? a : b);
+
+/**
+ * What a card says about syncing, from GET /api/integrations/status: never synced (and why),
+ * failing, sources it cannot read, up to date (checked vs. last change synced), or stopped.
+ */
+function statusLines(status) {
+  if (!status) return [statusText("muted", "Not synced yet")];
+  const orchestrator = status.orchestrator || null; // absent from older backends: say nothing about it
+  const stopped = orchestrator !== null && !orchestrator.running;
+  const problem = orchestrator && orchestrator.running ? orchestrator.problem : null;
+  const failing = status.lastErrorAt && (!status.lastSuccessAt || Date.parse(status.lastErrorAt) > Date.parse(status.lastSuccessAt));
+  const startIt = ["start it with ", h("code", {}, "painchain up")];
+
+  if (!status.lastSuccessAt && !status.lastErrorAt) {
+    if (stopped) return [statusText("warn", ["Not synced yet — the orchestrator is not running (", startIt, ")"])];
+    if (problem) return [statusText("bad", `Not synced yet — Dagster cannot sync: ${problem}`)];
+    if (status.firstSyncQueuedAt) {
+      return [statusText("pending", `First sync queued in Dagster ${relative(status.firstSyncQueuedAt)}`, full(status.firstSyncQueuedAt))];
+    }
+    return [statusText("muted", "Not synced yet — waiting for Dagster (the first sync starts within a minute)")];
+  }
+
   const lines = [];
-  if (lastError) {
-    lines.push(h("div", { class: "status bad", title: formatDateTime(new Date(status.lastErrorAt)) },
-      `⚠ Failing since ${formatRelative(new Date(status.lastErrorAt))}: ${status.lastError}`));
+  if (failing) {
+    lines.push(statusText("bad", `⚠ Failing since ${relative(status.lastErrorAt)}: ${status.lastError}`, full(status.lastErrorAt)));
+  }
+  if (stopped) {
+    const seen = orchestrator.seenAt ? ` (last heard from ${relative(orchestrator.seenAt)})` : "";
+    lines.push(statusText("warn", [`⚠ Syncs stopped — the orchestrator is not running${seen}; `, startIt],
+      orchestrator.seenAt ? full(orchestrator.seenAt) : null));
+  } else if (problem) {
+    lines.push(statusText("bad", `⚠ Dagster cannot sync: ${problem}`));
+  }
+  const failedSources = Object.entries(status.failedSources || {});
+  if (failedSources.length) {
+    const n = failedSources.length;
+    const shown = failedSources.slice(0, MAX_FAILED_SOURCES_SHOWN).map(([source, reason]) => `${source}: ${reason}`);
+    const rest = n > shown.length ? `; and ${n - shown.length} more` : "";
+    lines.push(statusText("warn", `⚠ ${n} source${n === 1 ? "" : "s"} cannot be read — ${shown.join("; ")}${rest}`,
+      failedSources.map(([source, reason]) => `${source}: ${reason}`).join("\n")));
   }
   if (status.lastSuccessAt) {
-    lines.push(h("div", { class: "status ok", title: formatDateTime(new Date(status.lastSuccessAt)) },
-      `✓ Last successful sync ${formatRelative(new Date(status.lastSuccessAt))}`));
-  } else if (!lastError) {
-    lines.push(h("div", { class: "status muted" }, "Not synced yet"));
+    if (failing) {
+      lines.push(statusText("ok", `✓ Last successful sync ${relative(status.lastSuccessAt)}`, full(status.lastSuccessAt)));
+    } else if (status.lastCheckedAt === undefined) {
+      lines.push(statusText("ok", `✓ Last successful sync ${relative(status.lastSuccessAt)}`, full(status.lastSuccessAt))); // older backend
+    } else {
+      // "checked": the orchestrator last looked (a sync, or a change check that found nothing new);
+      // "last change synced": the last sync run. A quiet integration is checked often, synced rarely.
+      const checked = later(status.lastCheckedAt, status.lastSuccessAt);
+      const syncedApart = Date.parse(checked) - Date.parse(status.lastSuccessAt) >= 60_000;
+      const when = syncedApart
+        ? `checked ${relative(checked)}; last change synced ${relative(status.lastSuccessAt)}`
+        : `synced ${relative(status.lastSuccessAt)}`;
+      const title = `Checked ${full(checked)}\nLast change synced ${full(status.lastSuccessAt)}`;
+      if (stopped || problem) lines.push(statusText("muted", `Last ${when}`, title));
+      else if (failedSources.length) lines.push(statusText("ok", `✓ The other sources are up to date — ${when}`, title));
+      else lines.push(statusText("ok", `✓ Up to date — ${when}`, title));
+    }
   }
   return lines;
+}
+
+function eventsLink(integrationId, events) {
+  return h("a", { href: `/?integration=${encodeURIComponent(integrationId)}&range=24h`, "data-nav": "" },
+    `${events.toLocaleString()} event${events === 1 ? "" : "s"} in the last 24 h`);
 }
 
 function card(integration, status, { navigate }) {
@@ -87,9 +170,8 @@ function card(integration, status, { navigate }) {
   return h("article", { class: "card", "aria-label": integration.name, dataset: { id: integration.id } },
     h("h3", {}, integration.name),
     tags.length ? h("div", { class: "chips" }, tags.map((t) => h("span", { class: "chip" }, t))) : null,
-    statusLine(status),
-    h("a", { href: `/?integration=${encodeURIComponent(integration.id)}&range=24h`, "data-nav": "" },
-      `${events.toLocaleString()} event${events === 1 ? "" : "s"} in the last 24 h`),
+    h("div", { class: "card-status", "aria-live": "polite" }, statusLines(status)),
+    h("div", { class: "card-events" }, eventsLink(integration.id, events)),
     integration.tenantId ? h("div", { class: "muted" }, `Tenant ${integration.tenantId}`) : null,
     h("div", { class: "actions" },
       h("a", { class: "button small", href: `/integrations?edit=${encodeURIComponent(integration.id)}`, "data-nav": "" }, "Edit"),
@@ -123,7 +205,7 @@ function confirmDelete(integration, events, navigate) {
 
 function isJsonField(field) {
   return field.type === "textarea" && field.format !== "text" && (field.format === "json" || field.key === "tags" ||
-    /^\s*[[{]/.test(field.placeholder || ""));
+    /^\s*[[{]/.test(field.placeholder || "") || schemaWantsJson(field.jsonSchema));
 }
 
 function checkJson(text) {
@@ -134,6 +216,78 @@ function checkJson(text) {
   } catch (error) {
     return error.message;
   }
+}
+
+// ---- the JSON type a field's `jsonSchema` asks for: checked here for the common, simple
+// cases (top-level type, type of the items, anyOf/oneOf of types); the server checks the rest.
+
+const TYPE_WORDS = { array: "a JSON array", object: "a JSON object", string: "a string", number: "a number",
+  integer: "a whole number", boolean: "true or false", null: "null" };
+const PLURAL_WORDS = { array: "arrays", object: "objects", string: "strings", number: "numbers",
+  integer: "whole numbers", boolean: "booleans", null: "nulls" };
+const GOT_WORDS = { array: "an array", object: "an object", string: "a string", number: "a number",
+  integer: "a number", boolean: "a boolean", null: "null" };
+
+function jsonTypeOf(value) {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  if (typeof value === "number") return Number.isInteger(value) ? "integer" : "number";
+  return typeof value;
+}
+
+/** The simple types a schema accepts (its type, or an anyOf/oneOf of types); null when it does not say simply. */
+function acceptedTypes(schema) {
+  if (!schema || typeof schema !== "object") return null;
+  if (schema.type) return Array.isArray(schema.type) ? schema.type : [schema.type];
+  const options = schema.anyOf || schema.oneOf;
+  if (!Array.isArray(options)) return null;
+  const types = options.map(acceptedTypes);
+  return types.every(Boolean) ? [...new Set(types.flat())] : null;
+}
+
+function schemaWantsJson(schema) {
+  const types = acceptedTypes(schema);
+  return Boolean(types && types.some((t) => t !== "string"));
+}
+
+function hasType(value, types) {
+  const actual = jsonTypeOf(value);
+  return types.some((t) => t === actual || (t === "number" && actual === "integer"));
+}
+
+/** "Repositories must be a JSON array, e.g. ["octocat/hello-world"] — got a string", or null. */
+function schemaProblem(field, value) {
+  const schema = field.jsonSchema;
+  const example = field.placeholder ? `, e.g. ${field.placeholder}` : "";
+  const types = acceptedTypes(schema);
+  if (types && !hasType(value, types)) {
+    return `${field.label} must be ${types.map((t) => TYPE_WORDS[t] || t).join(" or ")}${example} — got ${GOT_WORDS[jsonTypeOf(value)]}`;
+  }
+  const itemTypes = Array.isArray(value) ? acceptedTypes(schema.items) : null;
+  if (itemTypes) {
+    const index = value.findIndex((item) => !hasType(item, itemTypes));
+    if (index >= 0) {
+      return `${field.label} must be a JSON array of ${itemTypes.map((t) => PLURAL_WORDS[t] || t).join(" or ")}${example}` +
+        ` — item ${index + 1} is ${GOT_WORDS[jsonTypeOf(value[index])]}`;
+    }
+  }
+  return null;
+}
+
+/**
+ * The problem with a field's text as typed, or null: JSON syntax, then the type its jsonSchema
+ * asks for (the value read as the server reads it: JSON when the field is JSON, else text).
+ */
+function valueProblem(field, text) {
+  if (!String(text).trim()) return null;
+  const json = isJsonField(field);
+  if (json) {
+    const syntax = checkJson(text);
+    if (syntax) return `Not valid JSON: ${syntax}`;
+  }
+  if (!field.jsonSchema || !["textarea", "number"].includes(field.type)) return null;
+  const value = field.type === "number" ? Number(text) : json ? JSON.parse(text) : text;
+  return schemaProblem(field, value);
 }
 
 async function renderForm(main, { navigate, showError }, { typeId, integrationId }) {
@@ -203,11 +357,8 @@ async function renderForm(main, { navigate, showError }, { typeId, integrationId
     } else {
       form.append(label, control, help || passwordNote ? h("p", { class: "help", id: helpId }, help + passwordNote) : null, error);
     }
-    if (isJsonField(field)) {
-      const check = () => {
-        const problem = checkJson(control.value);
-        setError(field.key, problem ? `Not valid JSON: ${problem}` : null);
-      };
+    if (isJsonField(field) || field.jsonSchema) {
+      const check = () => setError(field.key, valueProblem(field, control.value));
       control.addEventListener("input", check);
       control.addEventListener("blur", check);
     }
@@ -237,9 +388,8 @@ async function renderForm(main, { navigate, showError }, { typeId, integrationId
       }
       if (field.type !== "checkbox" && field.required && String(value).trim() === "") {
         problem = `${field.label} is required` + (field.key === "tags" ? ` (use [] for none)` : "");
-      } else if (isJsonField(field) && String(value).trim()) {
-        const jsonProblem = checkJson(value);
-        if (jsonProblem) problem = `Not valid JSON: ${jsonProblem}`;
+      } else if (field.type !== "checkbox") {
+        problem = valueProblem(field, value);
       }
       setError(field.key, problem);
       if (problem && !firstProblem) firstProblem = control;

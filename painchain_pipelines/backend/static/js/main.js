@@ -2,7 +2,7 @@
 import { connection, saveConnection } from "./api.js";
 import { renderIntegrations } from "./integrations.js";
 import { renderTimeline } from "./timeline.js";
-import { h } from "./util.js";
+import { h, localZoneName, setTimeZoneSetting, timeZoneSetting, zoneLabel } from "./util.js";
 
 const PAGES = { "/": ["timeline", renderTimeline], "/integrations": ["integrations", renderIntegrations] };
 let cleanup = null;
@@ -76,6 +76,22 @@ function setupSettings() {
   });
 }
 
+// Local time or UTC for every time shown (and typed into datetime fields); the page renders again.
+function setupTimeZone() {
+  const select = document.getElementById("time-zone");
+  const describe = () => {
+    select.options[0].textContent = `Local · ${localZoneName()}`;
+    select.value = timeZoneSetting();
+    select.title = `Times are shown in ${zoneLabel()}`;
+  };
+  describe();
+  select.addEventListener("change", () => {
+    setTimeZoneSetting(select.value);
+    describe();
+    route();
+  });
+}
+
 document.addEventListener("click", (event) => {
   const link = event.target.closest("a[data-nav]");
   if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
@@ -85,5 +101,6 @@ document.addEventListener("click", (event) => {
 });
 window.addEventListener("popstate", route);
 setupSettings();
+setupTimeZone();
 updateTenantBadge();
 route();

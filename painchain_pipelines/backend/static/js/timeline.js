@@ -2,10 +2,10 @@
 // with, an incident view ("what changed before…"), endless scrolling and auto-refresh.
 import { api, connectorTypes } from "./api.js";
 import { renderChart } from "./chart.js";
-import { renderData, safeUrl, statusBadge } from "./detail.js";
+import { renderData, rowStatus, safeUrl, statusBadge } from "./detail.js";
 import {
-  DAY, HOUR, MINUTE, connectorColor, copyText, debounce, formatDateTime, formatRelative, formatShort, formatTime,
-  groupLabel, h, parseDuration, toLocalInput, toast,
+  DAY, HOUR, MINUTE, connectorColor, copyText, debounce, formatFull, formatRelative, formatShort, formatTime,
+  fromZoneInput, groupLabel, h, parseDuration, toZoneInput, toast, zoneLabel, zoneShort,
 } from "./util.js";
 
 const PRESETS = ["15m", "1h", "6h", "24h", "7d", "30d"];
@@ -97,14 +97,14 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
     }
   }
 
-  // ---- filters
+  // ---- filters. Changing one updates the URL and reloads the data in place: the inputs are
+  // never rebuilt under the user's fingers (Back and Forward render the page again).
   const presetButtons = PRESETS.map((preset) => h("button", {
     type: "button", "aria-pressed": String(state.range === preset && !state.incident),
     onclick: () => update({ range: preset, since: null, until: null, incident: null, event: null }),
   }, preset));
-  const win = windowOf(state);
-  const fromInput = h("input", { type: "datetime-local", "aria-label": "From", value: toLocalInput(new Date(win.since)) });
-  const toInput = h("input", { type: "datetime-local", "aria-label": "To", value: win.until ? toLocalInput(new Date(win.until)) : "" });
+  const fromInput = h("input", { id: "f-from", type: "datetime-local", "aria-label": "From" });
+  const toInput = h("input", { id: "f-to", type: "datetime-local", "aria-label": "To" });
   const connectorSelect = h("select", { id: "f-connector", onchange: () => update({ connector: connectorSelect.value }) },
     h("option", { value: "" }, "All connectors"),
     [...types.values()].map((t) => h("option", { value: t.id, selected: state.connector === t.id }, t.displayName)));
@@ -116,7 +116,7 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
   const projectInput = h("input", { id: "f-project", type: "text", list: "project-options", value: state.project, placeholder: "owner/repo", autocomplete: "off" });
   const tagsInput = h("input", { id: "f-tags", type: "text", list: "tag-options", value: state.tags, placeholder: "production, …", autocomplete: "off" });
   const searchInput = h("input", { id: "f-search", type: "search", value: state.q, placeholder: "title, SHA, author…" });
-  const applyText = () => update({ project: projectInput.value.trim(), tags: tagsInput.value.trim(), q: searchInput.value.trim() });
+  const applyText = () => update({ project: projectInput.value.trim(), tags: tagsInput.value.trim(), q: searchInput.value.trim() }, { typing: true });
   const applyTextSoon = debounce(applyText, 500);
   for (const input of [projectInput, tagsInput, searchInput]) {
     input.addEventListener("keydown", (event) => { if (event.key === "Enter") applyText(); });
@@ -125,17 +125,18 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
   searchInput.addEventListener("input", applyTextSoon);
 
   const field = (label, control, extra = "") => h("label", { class: `field ${extra}` }, h("span", {}, label), control);
-  const activeFilters = FILTER_KEYS.filter((key) => state[key]).length;
-  const filtersBox = h("details", { class: "filters-box", open: window.innerWidth > 640 || activeFilters > 0 },
-    h("summary", {}, activeFilters ? `Filters (${activeFilters} active)` : "Filters"));
+  const activeFilterCount = () => FILTER_KEYS.filter((key) => state[key]).length;
+  const filtersSummary = h("summary", {});
+  const filtersBox = h("details", { class: "filters-box", open: window.innerWidth > 640 || activeFilterCount() > 0 }, filtersSummary);
   const filters = h("form", { class: "filters", role: "search", "aria-label": "Timeline filters", onsubmit: (e) => { e.preventDefault(); applyText(); } },
     h("div", { class: "field" }, h("span", {}, "Range"), h("div", { class: "presets", role: "group", "aria-label": "Time range" }, presetButtons)),
-    field("From", fromInput), field("To", toInput),
+    // the datetime inputs are read in the chosen zone, named next to them
+    field(`From (${zoneShort()})`, fromInput), field(`To (${zoneShort()})`, toInput),
     h("button", {
       type: "button", class: "button", onclick: () => {
-        const since = fromInput.value ? new Date(fromInput.value) : null;
-        const until = toInput.value ? new Date(toInput.value) : null;
-        if (!since || Number.isNaN(since.getTime())) return toast("Choose a start time");
+        const since = fromZoneInput(fromInput.value);
+        const until = fromZoneInput(toInput.value);
+        if (!since) return toast("Choose a start time");
         if (until && until <= since) return toast("The end must be after the start");
         update({ range: null, incident: null, event: null, since: since.toISOString(), until: until ? until.toISOString() : null });
       },
@@ -146,21 +147,23 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
   );
 
   // ---- incident view
-  const incidentInput = h("input", { id: "incident-at", type: "datetime-local", value: state.incident ? toLocalInput(new Date(state.incident)) : toLocalInput(new Date()) });
+  const closeIncidentButton = h("button", { type: "button", class: "button", onclick: () => update({ incident: null, range: "24h" }) }, "Close incident view");
+  const incidentInput = h("input", { id: "incident-at", type: "datetime-local", value: toZoneInput(state.incident ? new Date(state.incident) : new Date()) });
   const incidentWindow = h("select", { id: "incident-window", "aria-label": "Window before the incident" },
     INCIDENT_WINDOWS.map((w) => h("option", { value: w, selected: w === state.before }, `${w} before`)));
   const incidentBar = h("div", { class: "incident-bar", role: "group", "aria-label": "What changed before an incident" },
     h("strong", {}, "What changed before…"),
-    h("label", { class: "field" }, h("span", { class: "visually-hidden" }, "Incident time"), incidentInput),
+    h("label", { class: "field" }, h("span", { class: "visually-hidden" }, `Incident time (${zoneLabel()})`), incidentInput),
+    h("span", { class: "zone-hint", title: zoneLabel() }, zoneShort()),
     incidentWindow,
     h("button", {
       type: "button", class: "button primary", onclick: () => {
-        const at = new Date(incidentInput.value);
-        if (Number.isNaN(at.getTime())) return toast("Enter the incident time");
+        const at = fromZoneInput(incidentInput.value);
+        if (!at) return toast("Enter the incident time");
         update({ incident: at.toISOString(), before: incidentWindow.value, range: null, since: null, until: null, event: null });
       },
     }, "Show changes"),
-    state.incident ? h("button", { type: "button", class: "button", onclick: () => update({ incident: null, range: "24h" }) }, "Close incident view") : null,
+    closeIncidentButton,
   );
 
   const rangeLabel = h("div", { class: "range-label", "aria-live": "polite" });
@@ -173,18 +176,72 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
 
   // ---- the list
   let cursor = null;
-  let loading = false;
+  let loadingGeneration = null; // the generation whose page is being fetched
   let shown = new Set();
   let newestTs = null;
   let newestReceived = null; // the backend's receivedAt (ms) of the newest-stored event shown
   let refreshing = false;
-  let oldestGroup = null;
   let markerPlaced = false;
-  const incidentAt = state.incident ? Date.parse(state.incident) : null;
+  let currentWindow = windowOf(state);
+  let incidentAt = state.incident ? Date.parse(state.incident) : null;
 
-  function update(changes) {
-    const next = { ...state, ...changes };
-    navigate(stateUrl(next));
+  /**
+   * Applies filter changes: the URL follows (a new history entry per discrete choice; typing
+   * refines one entry, so Back leaves the search rather than one keystroke), then the data
+   * reloads in place.
+   */
+  function update(changes, { typing = false } = {}) {
+    const previousUrl = stateUrl(state);
+    state = { ...state, ...changes };
+    const url = stateUrl(state);
+    if (typing && url === previousUrl) return; // Enter or blur after the debounced search already ran
+    if (url !== location.pathname + location.search) {
+      if (typing && history.state?.typing) history.replaceState({ typing: true }, "", url);
+      else history.pushState(typing ? { typing: true } : null, "", url);
+    }
+    reload();
+    syncControls();
+  }
+
+  /** The controls that show the state, except a text field the user is typing in. */
+  function syncControls() {
+    const setValue = (input, value) => { if (input !== document.activeElement && input.value !== value) input.value = value; };
+    for (const button of presetButtons) button.setAttribute("aria-pressed", String(state.range === button.textContent && !state.incident));
+    setValue(fromInput, toZoneInput(new Date(currentWindow.since)));
+    setValue(toInput, currentWindow.until ? toZoneInput(new Date(currentWindow.until)) : "");
+    setValue(connectorSelect, state.connector);
+    setValue(integrationSelect, state.integration);
+    setValue(projectInput, state.project);
+    setValue(tagsInput, state.tags);
+    setValue(searchInput, state.q);
+    if (state.incident) setValue(incidentInput, toZoneInput(new Date(state.incident)));
+    closeIncidentButton.hidden = !state.incident;
+    const active = activeFilterCount();
+    filtersSummary.textContent = active ? `Filters (${active} active)` : "Filters";
+  }
+
+  /** Everything below the filters again, for the current state; answers of older loads are dropped. */
+  function reload() {
+    generation += 1;
+    currentWindow = windowOf(state);
+    incidentAt = state.incident ? Date.parse(state.incident) : null;
+    cursor = null;
+    loadingGeneration = null;
+    shown = new Set();
+    newestTs = null;
+    newestReceived = null;
+    markerPlaced = false;
+    list.replaceChildren();
+    list.setAttribute("aria-busy", "true");
+    moreButton.hidden = true;
+    more.replaceChildren(moreButton);
+    chartCard.classList.add("reloading");
+    renderRangeLabel(null); // the new window at once; its count when the chart has it
+    clearInterval(refreshTimer);
+    refreshTimer = currentWindow.live ? setInterval(refresh, REFRESH_MS) : null;
+    loadMore();
+    loadChart();
+    loadFacets();
   }
 
   function windowParams(w) {
@@ -197,7 +254,7 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
     const data = event.data || {};
     const url = safeUrl(data.url);
     const at = new Date(event.timestamp);
-    const status = data.conclusion || data.state || data.status;
+    const status = rowStatus(data);
     const author = data.author || data.actor || data.creator || data.user;
     const detailId = `detail-${event.id}`;
     const logo = type.logo
@@ -214,7 +271,7 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
           integrationNames.has(event.integrationId) ? h("span", {}, integrationNames.get(event.integrationId)) : null,
           (event.tags || []).map((tag) => h("span", { class: "chip" }, tag)))),
       h("div", { class: "event-side" },
-        h("time", { datetime: event.timestamp, title: formatDateTime(at) }, formatTime(at)),
+        h("time", { datetime: event.timestamp, title: formatFull(at) }, formatTime(at)),
         h("span", { class: "relative", dataset: { ts: at.getTime() } }, formatRelative(at)),
         h("span", { class: "side-row" }, status ? statusBadge(status) : null, toggle)));
     let detail = null;
@@ -228,10 +285,10 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
         detail = h("div", { class: "detail", id: detailId },
           renderData(data),
           h("dl", {},
-            h("dt", {}, "Time"), h("dd", {}, `${formatDateTime(at)} (${formatRelative(at)}) — ${event.timestamp}`),
+            h("dt", {}, "Time"), h("dd", {}, `${formatFull(at)} (${formatRelative(at)}) — ${event.timestamp}`),
             h("dt", {}, "Connector"), h("dd", {}, type.displayName || event.connector),
             h("dt", {}, "External id"), h("dd", {}, h("code", {}, event.externalId)),
-            h("dt", {}, "Received"), h("dd", {}, formatDateTime(new Date(event.receivedAt)))),
+            h("dt", {}, "Received"), h("dd", {}, formatFull(new Date(event.receivedAt)))),
           h("div", { class: "actions" },
             h("button", { type: "button", class: "button small", onclick: async () => toast(await copyText(link) ? "Link copied" : link) }, "Copy link"),
             h("a", { class: "button small", href: `/?event=${event.id}`, "data-nav": "" }, "Open around this event")));
@@ -258,7 +315,7 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
 
   function incidentMarker() {
     return h("div", { class: "incident-marker", role: "separator", "aria-label": "Incident time" },
-      `Incident · ${formatShort(new Date(incidentAt))}`);
+      `Incident · ${formatShort(new Date(incidentAt))} ${zoneShort(new Date(incidentAt))}`);
   }
 
   // Rows go into chunks of at most one page, each skipped by layout while off screen
@@ -357,11 +414,12 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
   }
 
   async function loadMore() {
-    if (loading || disposed || (cursor === undefined)) return;
-    loading = true;
     const mine = generation;
+    if (loadingGeneration === mine || disposed || (cursor === undefined)) return;
+    loadingGeneration = mine;
     moreButton.hidden = true;
-    more.append(h("span", { class: "spinner", "aria-label": "Loading" }));
+    const spinner = h("span", { class: "spinner", "aria-label": "Loading" });
+    more.append(spinner);
     try {
       const page = await api("/events", { params: { ...filterParams(state), ...windowParams(currentWindow), limit: PAGE_SIZE, cursor: cursor || undefined } });
       if (mine !== generation) return;
@@ -370,13 +428,15 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
       if (!shown.size) showEmpty();
       clearError();
     } catch (error) {
-      showError(error, () => loadMore());
+      if (mine === generation) showError(error, () => loadMore());
     } finally {
-      loading = false;
-      more.querySelector(".spinner")?.remove();
-      list.setAttribute("aria-busy", "false");
-      moreButton.hidden = cursor === undefined;
-      if (cursor === undefined && shown.size) more.replaceChildren(h("span", {}, `That's all: ${shown.size.toLocaleString()} events`));
+      spinner.remove();
+      if (mine === generation) {
+        loadingGeneration = null;
+        list.setAttribute("aria-busy", "false");
+        moreButton.hidden = cursor === undefined;
+        if (cursor === undefined && shown.size) more.replaceChildren(h("span", {}, `That's all: ${shown.size.toLocaleString()} events`));
+      }
     }
   }
 
@@ -404,6 +464,7 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
       const buckets = Math.max(20, Math.min(120, Math.floor(chartCard.clientWidth / 9)));
       const histogram = await api("/events/histogram", { params: { ...filterParams(state), ...windowParams({ ...currentWindow, until: currentWindow.until || Date.now() }), buckets } });
       if (mine !== generation || disposed) return;
+      chartCard.classList.remove("reloading");
       renderChart(chartCard, histogram, {
         types,
         marker: incidentAt !== null ? new Date(incidentAt) : null,
@@ -411,13 +472,17 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
       });
       renderRangeLabel(histogram.total);
     } catch (error) {
+      if (mine !== generation || disposed) return;
+      chartCard.classList.remove("reloading");
       chartCard.replaceChildren(h("p", { class: "muted" }, `Chart unavailable: ${error.message}`));
     }
   }
 
   async function loadFacets() {
+    const mine = generation;
     try {
       const facets = await api("/events/facets", { params: { connector: state.connector || undefined, integrationId: state.integration || undefined, ...windowParams(currentWindow) } });
+      if (mine !== generation || disposed) return;
       projectList.replaceChildren(...facets.projects.map((p) => h("option", { value: p.value }, `${p.count}`)));
       tagList.replaceChildren(...facets.tags.map((t) => h("option", { value: t.value }, `${t.count}`)));
     } catch {
@@ -425,12 +490,14 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
     }
   }
 
+  /** The window, its zone and `total` events (null: still counting). */
   function renderRangeLabel(total) {
     const w = currentWindow;
     const zoomed = state.since && !state.event;
     rangeLabel.replaceChildren(...[
       h("span", {}, `${formatShort(new Date(w.since))} – ${w.until ? formatShort(new Date(w.until)) : "now"}`),
-      h("span", {}, `${total.toLocaleString()} events`),
+      h("span", { class: "zone", title: "Times are shown in this zone (switch in the header)" }, zoneLabel(new Date(w.until || Date.now()))),
+      total === null ? h("span", { class: "muted" }, "counting…") : h("span", {}, `${total.toLocaleString()} events`),
       w.live ? h("span", { class: "badge ok", title: `Refreshes every ${REFRESH_MS / 1000} s` }, "live") : null,
       zoomed ? h("button", { type: "button", class: "button small", onclick: () => update({ since: null, until: null, range: "24h" }) }, "Reset zoom") : null,
     ].filter(Boolean));
@@ -472,7 +539,7 @@ export async function renderTimeline(main, { navigate, showError, clearError }) 
   }
 
   // ---- first load
-  const currentWindow = windowOf(state);
+  syncControls();
   list.setAttribute("aria-busy", "true");
   await Promise.all([loadMore(), loadChart()]);
   loadFacets();

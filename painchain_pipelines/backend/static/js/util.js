@@ -47,19 +47,75 @@ export function parseDuration(text) {
   return Number(match[1]) * { m: MINUTE, h: HOUR, d: DAY }[match[2]];
 }
 
-const clockFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
-  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
-});
-const shortFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
-const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: "long", year: "numeric", month: "long", day: "numeric" });
-const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+// ---- times: every time shown goes through these, in the zone the user chose (local or UTC)
 
-export const formatTime = (d) => timeFormat.format(d);
-export const formatClock = (d) => clockFormat.format(d);
-export const formatDateTime = (d) => dateTimeFormat.format(d);
-export const formatShort = (d) => shortFormat.format(d);
+const TIME_ZONE_KEY = "painchain.timeZone";
+let timeZoneMode = localStorage.getItem(TIME_ZONE_KEY) === "utc" ? "utc" : "local";
+
+/** "local" (the browser's zone) or "utc", as chosen in the header; kept in localStorage. */
+export const timeZoneSetting = () => timeZoneMode;
+
+export function setTimeZoneSetting(mode) {
+  timeZoneMode = mode === "utc" ? "utc" : "local";
+  localStorage.setItem(TIME_ZONE_KEY, timeZoneMode);
+}
+
+/** The browser's own zone, e.g. "Europe/Paris". */
+export const localZoneName = () => Intl.DateTimeFormat().resolvedOptions().timeZone || "local";
+
+/** The chosen zone's offset from UTC at `date`, in minutes (0 in UTC; DST-aware for local). */
+function offsetMinutes(date) {
+  return timeZoneMode === "utc" ? 0 : -new Date(date).getTimezoneOffset();
+}
+
+function offsetText(minutes) {
+  const sign = minutes < 0 ? "-" : "+";
+  const abs = Math.abs(minutes);
+  return `UTC${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+}
+
+/** The zone in a few characters, for tooltips and details: "UTC" or "UTC+01:00". */
+export function zoneShort(date = new Date()) {
+  return timeZoneMode === "utc" ? "UTC" : offsetText(offsetMinutes(date));
+}
+
+/** The zone spelled out, for labels: "UTC" or "local · Europe/Paris (UTC+01:00)". */
+export function zoneLabel(date = new Date()) {
+  return timeZoneMode === "utc" ? "UTC" : `local · ${localZoneName()} (${offsetText(offsetMinutes(date))})`;
+}
+
+const FORMATS = {
+  clock: { hour: "2-digit", minute: "2-digit" },
+  time: { hour: "2-digit", minute: "2-digit", second: "2-digit" },
+  dateTime: { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" },
+  short: { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" },
+  day: { weekday: "long", year: "numeric", month: "long", day: "numeric" },
+  dayKey: { year: "numeric", month: "2-digit", day: "2-digit" },
+};
+const formatters = new Map();
+
+// One Intl formatter per (format, zone), built on first use: list and chart share them.
+function formatterFor(name) {
+  const key = `${name}:${timeZoneMode}`;
+  let formatter = formatters.get(key);
+  if (!formatter) {
+    const locale = name === "dayKey" ? "en-US" : undefined; // dayKey is parsed: Latin digits
+    formatter = new Intl.DateTimeFormat(locale, { ...FORMATS[name], timeZone: timeZoneMode === "utc" ? "UTC" : undefined });
+    formatters.set(key, formatter);
+  }
+  return formatter;
+}
+
+const formatIn = (name, date) => formatterFor(name).format(date);
+
+export const formatTime = (d) => formatIn("time", d);
+export const formatClock = (d) => formatIn("clock", d);
+export const formatDateTime = (d) => formatIn("dateTime", d);
+export const formatShort = (d) => formatIn("short", d);
+/** Date, time and zone: for tooltips and details ("Jan 5, 2026, 14:05:09 UTC"). */
+export const formatFull = (d) => `${formatDateTime(d)} ${zoneShort(d)}`;
+
+const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
 
 export function formatRelative(date, now = Date.now()) {
   const seconds = Math.round((date.getTime() - now) / 1000);
@@ -71,25 +127,32 @@ export function formatRelative(date, now = Date.now()) {
   return relativeFormat.format(Math.round(seconds / (86400 * 30)), "month");
 }
 
-function startOfDay(date) {
-  const d = new Date(date);
-  d.setHours(0, 0, 0, 0);
-  return d;
+/** The calendar day of a moment in the chosen zone, as a day number (days since 1970-01-01). */
+function dayNumber(date) {
+  const parts = Object.fromEntries(formatterFor("dayKey").formatToParts(date).map((p) => [p.type, Number(p.value)]));
+  return Date.UTC(parts.year, parts.month - 1, parts.day) / DAY;
 }
 
-/** The timeline's group for a moment: Last hour, Today, Yesterday, or the date. */
+/** The timeline's group for a moment: Last hour, Today, Yesterday, or the date (in the chosen zone). */
 export function groupLabel(date, now = new Date()) {
   if (now - date < HOUR && now - date >= -MINUTE) return "Last hour";
-  const today = startOfDay(now);
-  if (date >= today) return "Today";
-  if (date >= new Date(today.getTime() - DAY)) return "Yesterday";
-  return dayFormat.format(date);
+  const daysAgo = dayNumber(now) - dayNumber(date);
+  if (daysAgo <= 0) return "Today";
+  if (daysAgo === 1) return "Yesterday";
+  return formatIn("day", date);
 }
 
-/** A Date as the value of <input type="datetime-local"> (local time). */
-export function toLocalInput(date) {
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+/** A Date as the value of <input type="datetime-local">, in the chosen zone. */
+export function toZoneInput(date) {
+  const shifted = new Date(date.getTime() + offsetMinutes(date) * MINUTE);
+  return shifted.toISOString().slice(0, 16);
+}
+
+/** The value of <input type="datetime-local"> read in the chosen zone (null when empty or invalid). */
+export function fromZoneInput(value) {
+  if (!value) return null;
+  const date = timeZoneMode === "utc" ? new Date(`${value}Z`) : new Date(value);
+  return Number.isNaN(date.getTime()) ? null : date;
 }
 
 const darkScheme = window.matchMedia("(prefers-color-scheme: dark)");
