@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from painchain_pipelines.connectors.backend_client import BackendClient
+from painchain_pipelines.connectors.backend_client import BackendClient, BackendError, BackendUnavailable
 from painchain_pipelines.connectors.registration import RegistrationFailed, available_connectors, register
 from painchain_pipelines.paths import PROJECT_ROOT, data_dir
 
@@ -69,6 +69,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether something already listens on host:port (checked as the servers will bind it)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False  # the server will report the unusable address itself
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
+        try:
+            s.bind(address)
+        except OSError:
+            return True
+    return False
+
+
 def start_dagster(host: str, dagster_port: int, env: dict[str, str]) -> list[Child]:
     """What `dagster dev` does, without its deprecation notice: one code server shared by the
     webserver and the daemon (one copy of the definitions to load and to reload)."""
@@ -104,6 +120,11 @@ def _script(name: str) -> str:
 
 
 def run(host: str, port: int, dagster_port: int) -> int:
+    for name, option, number in (("PainChain UI and API", "--port", port), ("Dagster UI", "--dagster-port", dagster_port)):
+        if port_taken(host, number):
+            log.error("port %s on %s (for the %s) is already in use, by another PainChain or another program; "
+                      "stop it or choose another port with %s", number, host, name, option)
+            return 1
     directory = data_dir()
     directory.mkdir(parents=True, exist_ok=True)
     dagster_home = directory / "dagster"
@@ -133,13 +154,20 @@ def run(host: str, port: int, dagster_port: int) -> int:
     children = [backend]
     try:
         wait_for_health(api_url, backend)
+        client = BackendClient(env["BACKEND_API_URL"], env.get("PAINCHAIN_API_TOKEN"), retries=0)
+        connectors = available_connectors()
         try:
-            register(BackendClient(env["BACKEND_API_URL"], env.get("PAINCHAIN_API_TOKEN"), retries=0),
-                     available_connectors())
+            register(client, connectors)
         except RegistrationFailed as exc:
             log.error("%s", exc)
             return 1
         children.extend(start_dagster(host, dagster_port, env))
+        # Until the daemon's first tick, integration cards say "waiting for Dagster", not "not running".
+        for connector_id in connectors:
+            try:
+                client.report_orchestrator(connector_id, problem=None)
+            except (BackendError, BackendUnavailable) as exc:
+                log.warning("could not tell the backend that Dagster is starting: %s", exc)
         print(f"\n  PainChain UI and API: http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs)\n"
               f"  Dagster UI:           http://{host}:{dagster_port}/\n\n  Ctrl-C stops both.\n", flush=True)
         while not stopping:

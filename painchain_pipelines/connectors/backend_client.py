@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -16,10 +17,15 @@ from painchain_pipelines.connectors.base import Event, Integration
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+REPORT_SLICE = 5_000
 
 
 class BackendError(Exception):
     """The backend refused a request (4xx): retrying will not help."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
 
 
 class BackendUnavailable(Exception):
@@ -81,7 +87,8 @@ class BackendClient:
         if response.status_code >= 500:
             raise BackendUnavailable(f"{method} {path}: HTTP {response.status_code}: {response.text[:300]}")
         if response.status_code >= 400:
-            raise BackendError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
+            raise BackendError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}",
+                               response.status_code)
         return response.json() if response.content else None
 
     # -- connector types
@@ -96,6 +103,28 @@ class BackendClient:
     def get_integration(self, connector_type: str, integration_id: str) -> Integration | None:
         # The connector read (secrets in clear) is the typed list; pick ours from it.
         return next((i for i in self.list_integrations(connector_type) if i.id == integration_id), None)
+
+    def integration_exists(self, integration_id: str) -> bool:
+        """False only when the backend says the integration is gone (404)."""
+        try:
+            self._request("GET", f"/integrations/{quote(integration_id, safe='')}")
+        except BackendError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def report_orchestrator(self, connector_type: str, **report: Any) -> None:
+        """The orchestrator's heartbeat: `problem` (None clears it), `checked` and `queued` ids
+        (sent in slices: the backend takes at most 10,000 of each per report)."""
+        path = f"/integrations/types/{connector_type}/orchestrator"
+        checked, queued = list(report.pop("checked", [])), list(report.pop("queued", []))
+        while True:
+            body = {**report, "checked": checked[:REPORT_SLICE], "queued": queued[:REPORT_SLICE]}
+            self._request("PUT", path, json=body)
+            checked, queued = checked[REPORT_SLICE:], queued[REPORT_SLICE:]
+            if not checked and not queued:
+                return
 
     def get_sync(self, integration: Integration) -> dict:
         return self._request("GET", f"/integrations/{integration.id}/sync", tenant_id=integration.tenant_id)

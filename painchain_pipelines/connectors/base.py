@@ -150,7 +150,11 @@ class SyncResult:
     stats: SyncStats
     # The state to save once every emitted event is stored (None for window syncs: unchanged).
     state: dict[str, Any] | None
+    # The span read (for reports): from the earliest lower bound of any source to the end.
     window: TimeWindow
+    # The span in which every source was read completely, in the source's own clock; None when
+    # a source could not be read. The orchestration marks the days inside it as synced.
+    covered: TimeWindow | None = None
 
 
 @dataclass

@@ -30,7 +30,6 @@ from painchain_pipelines.connectors.base import (
     SyncStats,
     TimeWindow,
     TransientError,
-    iso,
 )
 
 log = logging.getLogger(__name__)
@@ -45,6 +44,8 @@ class SyncOutcome:
     integration_name: str | None = None
     tenant_id: str | None = None
     windows: list[TimeWindow] = field(default_factory=list)
+    # The spans every source was read completely (see SyncResult.covered).
+    covered: list[TimeWindow] = field(default_factory=list)
     stats: SyncStats = field(default_factory=SyncStats)
     posted: PostStats = field(default_factory=PostStats)
     duration_s: float = 0.0
@@ -107,6 +108,8 @@ def run_sync(
             for window in windows:
                 result = connector.window_sync(integration, window, buffer)
                 outcome.windows.append(window)
+                if result.covered is not None:
+                    outcome.covered.append(result.covered)
                 _merge(outcome.stats, result.stats)
             outcome.posted = buffer.flush()
             state = None
@@ -114,6 +117,8 @@ def run_sync(
             saved = client.get_sync(integration).get("state") or None
             result = connector.live_sync(integration, saved, buffer, lookback)
             outcome.windows.append(result.window)
+            if result.covered is not None:
+                outcome.covered.append(result.covered)
             outcome.stats = result.stats
             outcome.posted = buffer.flush()
             state = result.state
@@ -161,6 +166,3 @@ def _report_failure(client: BackendClient, integration, outcome: SyncOutcome) ->
     except (BackendUnavailable, BackendError) as exc:
         log.warning("could not report the failure of integration %s to the backend: %s", integration.id, exc)
 
-
-def describe_window(window: TimeWindow) -> str:
-    return f"{iso(window.start)} → {iso(window.end)}"

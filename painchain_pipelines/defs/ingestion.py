@@ -1,5 +1,6 @@
-"""What every connector's Dagster wiring shares: the partitions, the ingestion asset and the
-two sensors. A source's folder (e.g. `defs/github/`) instantiates these for its connector."""
+"""What every connector's Dagster wiring shares: the partitions, the ingestion asset, the
+sensors and the schedule. A source's folder (e.g. `defs/github/`) instantiates these for its
+connector. docs/orchestration.md says what each sensor does on each branch."""
 
 
 import datetime as dt
@@ -8,7 +9,7 @@ import json
 import random
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import dagster as dg
@@ -22,6 +23,8 @@ from painchain_pipelines.connectors.base import (
     Integration,
     RateLimited,
     TimeWindow,
+    parse_time,
+    utcnow,
 )
 from painchain_pipelines.connectors.registration import RegistrationFailed, load_metadata, register
 from painchain_pipelines.connectors.sync import SyncOutcome, run_sync
@@ -42,6 +45,7 @@ RETRY_AT_TAG = "painchain/retry_at"  # when (ISO 8601, UTC)
 DEFERRAL_TAG = "painchain/deferral"  # how many times this work was deferred so far
 DEFERRED_FROM_TAG = "painchain/deferred_from"
 CONNECTOR_TAG = "painchain/connector"
+INTEGRATION_NAME_TAG = "painchain/integration_name"
 MAX_IN_PROCESS_WAIT_S = 120  # shorter waits (secondary limits, Retry-After) are retried in place
 MAX_DEFERRALS = 6
 ACTIVE_STATUSES = [
@@ -105,6 +109,14 @@ class RetryableSyncError(Exception):
     """Raised for timeouts / 5xx / an unreachable backend: Dagster's RetryPolicy retries it."""
 
 
+CHECK_SPECS = {
+    "events_stored_cleanly": "Every event the connector produced was accepted by the backend (0 invalid).",
+    "sources_accessible": "Every configured source (repository, project, cluster) could be read.",
+    "integrations_synced": "Every integration this run covered synced (a batch live run goes on past "
+                           "failing ones; they are listed here and left unmaterialized).",
+}
+
+
 def build_ingestion_asset(
     connector: Connector,
     partitions_def: dg.MultiPartitionsDefinition,
@@ -113,16 +125,7 @@ def build_ingestion_asset(
     description: str,
 ) -> dg.AssetsDefinition:
     name = f"{connector.id}_events"
-    checks = [
-        dg.AssetCheckSpec(
-            "events_stored_cleanly", asset=name,
-            description="Every event the connector produced was accepted by the backend (0 invalid).",
-        ),
-        dg.AssetCheckSpec(
-            "sources_accessible", asset=name,
-            description="Every configured source (repository, project, cluster) could be read.",
-        ),
-    ]
+    checks = [dg.AssetCheckSpec(check, asset=name, description=text) for check, text in CHECK_SPECS.items()]
 
     # BackfillPolicy is beta in Dagster 1.13; we rely on it deliberately (a backfill range, from the
     # UI or `--partition-range`, becomes one run), so its beta notice is not repeated on every load.
@@ -141,6 +144,9 @@ def _define_asset(connector, partitions_def, settings, name, description, checks
             max_retries=3, delay=settings.retry_delay, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
         ),
         check_specs=checks,
+        # Each run materializes exactly the partitions it synced (its own and every other day it
+        # fully covered) with their own metadata, rather than everything it was launched for.
+        output_required=False,
         kinds={connector.id, "python"},
         group_name=connector.id,
         # Live syncs happen when something changes, and at least every heartbeat.
@@ -149,8 +155,8 @@ def _define_asset(connector, partitions_def, settings, name, description, checks
             warn_window=settings.heartbeat + dt.timedelta(seconds=settings.polling_interval * 5),
         ),
     )
-    def ingestion_asset(context: dg.AssetExecutionContext, painchain: PainChainBackend) -> dg.MaterializeResult:
-        return sync_partitions(context, connector, painchain.client(), partitions_def, settings)
+    def ingestion_asset(context: dg.AssetExecutionContext, painchain: PainChainBackend):
+        yield from sync_partitions(context, connector, painchain.client(), partitions_def, settings)
 
     return ingestion_asset
 
@@ -161,67 +167,91 @@ def sync_partitions(
     client: BackendClient,
     partitions_def: dg.MultiPartitionsDefinition,
     settings: OrchestrationSettings,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.AssetCheckResult]:
     targets = targets_of(context, partitions_def)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = utcnow()
     live = context.run.tags.get(MODE_TAG) == "live"
     if live and any(dates != [now.date()] for dates in targets.values()):
         context.log.warning("live syncs cover today only; syncing these partitions' windows instead")
         live = False
-    if live and len(targets) > 1:
+    batch = live and len(targets) > 1
+    skipped_busy: list[str] = []
+    if batch:
         integrations_def_name = partitions_def.get_partitions_def_for_dimension("integration").name
-        return _live_batch(context, connector, client, list(targets), settings, integrations_def_name)
-    outcomes: list[SyncOutcome] = []
-    for integration_id, dates in targets.items():
-        if live:
-            outcome = run_sync(client, connector, integration_id, lookback=settings.initial_lookback)
-        else:
-            windows = windows_for(dates, now)
-            if not windows:
-                context.log.info(f"integration {integration_id}: nothing to sync (window in the future)")
-                continue
-            outcome = run_sync(client, connector, integration_id, windows=windows)
+        outcomes, skipped_busy = _live_batch(context, connector, client, list(targets), settings,
+                                             integrations_def_name)
+    else:
+        outcomes = []
+        for integration_id, dates in targets.items():
+            if live:
+                outcome = run_sync(client, connector, integration_id, lookback=settings.initial_lookback)
+            else:
+                windows = windows_for(dates, now)
+                if not windows:
+                    context.log.info(f"integration {integration_id}: nothing to sync (window in the future)")
+                    continue
+                outcome = run_sync(client, connector, integration_id, windows=windows)
+            outcomes.append(outcome)
+    history_start = dt.date.fromisoformat(settings.history_start)
+    for outcome in outcomes:
         _log(context, outcome)
-        outcomes.append(outcome)
+        if outcome.ok:
+            _materialize(context, outcome, targets[outcome.integration_id], history_start, now.date())
 
     failures = [o for o in outcomes if not o.ok]
-    if failures:
-        # The integrations that did sync are materialized now: a failure elsewhere in the run
-        # must not leave their partitions looking failed.
-        _materialize_succeeded(context, targets, outcomes, partitions_def)
-        message = "; ".join(o.error for o in failures)
-        rate_limited = [o.retry_after for o in failures if o.error_kind == "rate_limited"]
-        if rate_limited:
-            # Jitter, so that integrations sharing a token do not all come back in the same second.
-            wait_s = max(rate_limited) + random.uniform(1, 1 + min(10.0, max(rate_limited) / 10))
-            if wait_s <= MAX_IN_PROCESS_WAIT_S:
-                context.log.warning(f"rate limited: retrying in {wait_s:.0f} s — {message}")
-                raise dg.RetryRequested(max_retries=8, seconds_to_wait=wait_s)
-            raise dg.Failure(description=_defer(context, connector.id, wait_s, message, live), allow_retries=False,
-                             metadata=_metadata(outcomes))
-        if any(o.retryable for o in failures):
-            raise RetryableSyncError(message)
-        raise dg.Failure(description=message, allow_retries=False, metadata=_metadata(outcomes))
-    return dg.MaterializeResult(metadata=_metadata(outcomes), check_results=_check_results(outcomes))
+    # A batch goes on past failing integrations (the live sensor tries them again next tick);
+    # any other run fails, so that its failed partitions show as failed.
+    if failures and (not batch or len(failures) == len(outcomes)):
+        _raise_for(context, connector, failures, outcomes, live)
+    yield from _check_results(outcomes, skipped_busy)
 
 
-def _materialize_succeeded(context, targets: dict[str, list[dt.date]], outcomes: list[SyncOutcome],
-                           partitions_def: dg.MultiPartitionsDefinition) -> None:
-    if len(outcomes) < 2:
-        return
-    for outcome in outcomes:
-        if not outcome.ok:
-            continue
-        metadata = _metadata([outcome])
-        for date in targets.get(outcome.integration_id, []):
-            context.log_event(dg.AssetMaterialization(
-                asset_key=context.asset_key, partition=str(partition_key(date, outcome.integration_id)),
-                metadata=metadata))
+def _raise_for(context, connector: Connector, failures: list[SyncOutcome], outcomes: list[SyncOutcome],
+               live: bool) -> None:
+    message = "; ".join(o.error for o in failures)
+    rate_limited = [o.retry_after for o in failures if o.error_kind == "rate_limited"]
+    if rate_limited:
+        # Jitter, so that integrations sharing a token do not all come back in the same second.
+        wait_s = max(rate_limited) + random.uniform(1, 1 + min(10.0, max(rate_limited) / 10))
+        if wait_s <= MAX_IN_PROCESS_WAIT_S:
+            context.log.warning(f"rate limited: retrying in {wait_s:.0f} s — {message}")
+            raise dg.RetryRequested(max_retries=8, seconds_to_wait=wait_s)
+        raise dg.Failure(description=_defer(context, connector.id, wait_s, message, live), allow_retries=False,
+                         metadata=_metadata(outcomes))
+    if any(o.retryable for o in failures):
+        raise RetryableSyncError(message)
+    raise dg.Failure(description=message, allow_retries=False, metadata=_metadata(outcomes))
+
+
+def full_days(window: TimeWindow) -> list[dt.date]:
+    """The UTC days lying entirely inside `window`."""
+    first = window.start.astimezone(dt.timezone.utc).date()
+    if dt.datetime.combine(first, dt.time(), dt.timezone.utc) < window.start:
+        first += dt.timedelta(days=1)
+    days = []
+    while dt.datetime.combine(first + dt.timedelta(days=1), dt.time(), dt.timezone.utc) <= window.end:
+        days.append(first)
+        first += dt.timedelta(days=1)
+    return days
+
+
+def _materialize(context, outcome: SyncOutcome, dates: list[dt.date], history_start: dt.date,
+                 today: dt.date) -> None:
+    """The run's own partitions of this integration, plus every other day the sync read
+    completely (a first sync reads a week), each with this sync's metadata."""
+    days = set(dates)
+    for window in outcome.covered:
+        days.update(d for d in full_days(window) if history_start <= d <= today)
+    metadata = _metadata([outcome])
+    for day in sorted(days):
+        context.log_event(dg.AssetMaterialization(
+            asset_key=context.asset_key, partition=str(partition_key(day, outcome.integration_id)),
+            metadata=metadata))
 
 
 def _defer(context, connector_id: str, wait_s: float, message: str, live: bool) -> str:
     """Stop instead of sleeping through a long rate-limit wait; say when the work resumes."""
-    resume_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=wait_s)
+    resume_at = utcnow() + dt.timedelta(seconds=wait_s)
     when = f"{resume_at:%Y-%m-%d %H:%M} UTC"
     if live:
         return f"{message} — rate limited until {when}; live polling resumes by itself then"
@@ -234,29 +264,20 @@ def _defer(context, connector_id: str, wait_s: float, message: str, live: bool) 
 
 
 def _live_batch(context, connector: Connector, client: BackendClient, integration_ids: list[str],
-                settings: OrchestrationSettings, integrations_def_name: str) -> dg.MaterializeResult:
-    """Live-sync many integrations in one run (the sensor starts this when many changed at once):
-    one process start instead of one per integration; unchanged ones cost a few 304s. An
-    integration that fails is reported (here and to the backend) and left to the next tick."""
+                settings: OrchestrationSettings, integrations_def_name: str) -> tuple[list[SyncOutcome], list[str]]:
+    """Live-sync many integrations in one run (the sensors start this when many changed, or
+    were added, at once): one process start instead of one per integration; unchanged ones cost
+    a few 304s. Returns the outcomes and the integrations left alone because a run of their own
+    is syncing them."""
     busy = _integrations_with_active_runs(context.instance, integrations_def_name, exclude_run=context.run.run_id)
+    skipped = sorted(busy & set(integration_ids))
     todo = [i for i in integration_ids if i not in busy]
-    if busy & set(integration_ids):
-        context.log.info(f"skipping {len(busy & set(integration_ids))} integrations with a run of their own")
+    if skipped:
+        context.log.info(f"skipping {len(skipped)} integrations with a run of their own")
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="live") as pool:
         outcomes = list(pool.map(
             lambda i: run_sync(client, connector, i, lookback=settings.initial_lookback), todo))
-    for outcome in outcomes:
-        _log(context, outcome)
-    failed = [o for o in outcomes if not o.ok]
-    if outcomes and len(failed) == len(outcomes):
-        message = "; ".join(o.error for o in failed)
-        if any(o.retryable for o in failed):
-            raise RetryableSyncError(message)
-        raise dg.Failure(description=message, allow_retries=False)
-    metadata = _metadata([o for o in outcomes if o.ok])
-    metadata["integrations_failed"] = dg.MetadataValue.json({o.integration_id: o.error for o in failed})
-    metadata["integrations_skipped_busy"] = dg.MetadataValue.json(sorted(busy & set(integration_ids)))
-    return dg.MaterializeResult(metadata=metadata, check_results=_check_results(outcomes))
+    return outcomes, skipped
 
 
 def _log(context, outcome: SyncOutcome) -> None:
@@ -308,10 +329,11 @@ def _metadata(outcomes: list[SyncOutcome]) -> dict:
     return metadata
 
 
-def _check_results(outcomes: list[SyncOutcome]) -> list[dg.AssetCheckResult]:
+def _check_results(outcomes: list[SyncOutcome], skipped_busy: list[str]) -> list[dg.AssetCheckResult]:
     invalid = sum(o.posted.invalid for o in outcomes)
     examples = [e for o in outcomes for e in o.posted.invalid_examples][:5]
-    failed = {k: v for o in outcomes for k, v in o.stats.failed_sources.items()}
+    failed_sources = {k: v for o in outcomes for k, v in o.stats.failed_sources.items()}
+    failed = {o.integration_id: o.error for o in outcomes if not o.ok}
     return [
         dg.AssetCheckResult(
             check_name="events_stored_cleanly",
@@ -321,73 +343,183 @@ def _check_results(outcomes: list[SyncOutcome]) -> list[dg.AssetCheckResult]:
         ),
         dg.AssetCheckResult(
             check_name="sources_accessible",
-            passed=not failed,
+            passed=not failed_sources,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"failed_sources": dg.MetadataValue.json(failed)},
+            metadata={"failed_sources": dg.MetadataValue.json(failed_sources)},
+        ),
+        dg.AssetCheckResult(
+            check_name="integrations_synced",
+            passed=not failed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "integrations_synced": len(outcomes) - len(failed),
+                "integrations_failed": dg.MetadataValue.json(failed),
+                "integrations_skipped_busy": dg.MetadataValue.json(skipped_busy),
+            },
         ),
     ]
 
 
 # ---------------------------------------------------------------------------- sensors
 
+# Sensors ask the backend with short timeouts and one retry, so that a tick whose backend is
+# down ends in seconds with a reason instead of running into Dagster's 60 s evaluation limit.
+SENSOR_BACKEND_RETRIES = 1
+SENSOR_BACKEND_TIMEOUT_S = 10.0
+INTEGRATIONS_SENSOR_INTERVAL_S = 30
+MAX_REMOVALS_CHECKED_PER_TICK = 100
+
+
+def _load_cursor(raw: str | None, legacy_key: str | None = None) -> dict:
+    """A sensor cursor (a JSON object). Anything else (an older version's format, a value edited
+    by hand) is read as `{legacy_key: raw}`, or as empty."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        return value
+    return {legacy_key: raw} if legacy_key else {}
+
+
+def _skip(reason: str, cursor: dict) -> dg.SensorResult:
+    # Always with the cursor: every tick saves it the same way (never also context.update_cursor).
+    return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=json.dumps(cursor, sort_keys=True))
+
+
+def _heartbeat(context, client: BackendClient, connector_id: str, **report) -> None:
+    """Tell the backend (and so the PainChain UI) that the orchestrator is alive, and what it did."""
+    try:
+        client.report_orchestrator(connector_id, **report)
+    except (BackendUnavailable, BackendError) as exc:
+        context.log.warning(f"could not report to the backend: {exc}")
+
+
+def _backend_refused(exc: BackendError) -> str:
+    if exc.status in (401, 403):
+        return (f"the backend refused the orchestrator ({exc}); PAINCHAIN_API_TOKEN must be the "
+                "backend's service token")
+    return f"the backend refused the request: {exc}"
+
+
+def metadata_digest(connector_id: str) -> str:
+    return hashlib.sha256(json.dumps(load_metadata(connector_id), sort_keys=True).encode()).hexdigest()
+
 
 def build_integrations_sensor(
     connector_id: str,
     integrations_def: dg.DynamicPartitionsDefinition,
     job,
+    settings: OrchestrationSettings,
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{connector_id}_integrations_sensor",
         job=job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=INTEGRATIONS_SENSOR_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Keeps one `integration` partition per {connector_id} integration of the backend "
-        "(adds new ones, removes deleted ones) and starts the first sync of each new integration.",
+        description=f"Registers the {connector_id} connector type (at start and when its metadata changes), "
+        f"keeps one `integration` partition per {connector_id} integration of the backend (adds new ones, "
+        "removes deleted ones) and queues the first sync of each new integration.",
     )
     def integrations_sensor(context: dg.SensorEvaluationContext, painchain: PainChainBackend):
-        client = painchain.client()
-        # Register (upsert) the connector type when the sensor starts or the metadata file
-        # changed, so that `dagster dev` alone (without `painchain up`) also registers it.
-        digest = hashlib.sha256(json.dumps(load_metadata(connector_id), sort_keys=True).encode()).hexdigest()
-        if context.cursor != digest:
-            try:
+        client = painchain.client(retries=SENSOR_BACKEND_RETRIES, timeout=SENSOR_BACKEND_TIMEOUT_S)
+        cursor = _load_cursor(context.cursor, legacy_key="metadata")
+        # Register (upsert) the connector type when the sensor starts or the metadata changed,
+        # so that `dagster dev` alone (without `painchain up`) registers it too.
+        try:
+            digest = metadata_digest(connector_id)
+            if cursor.get("metadata") != digest:
                 register(client, [connector_id], attempts=1)
-            except RegistrationFailed as exc:
-                return dg.SkipReason(str(exc))
-            context.update_cursor(digest)
+                cursor["metadata"] = digest
+        except RegistrationFailed as exc:
+            problem = f"registering connector type {connector_id!r} failed: {exc}"
+            _heartbeat(context, client, connector_id, problem=problem)
+            return _skip(f"{problem}; tried again on the next tick", cursor)
         try:
             integrations = client.list_integrations(connector_id)
-        except (BackendUnavailable, BackendError) as exc:
-            return dg.SkipReason(f"backend not answering: {exc}")
-        wanted = []
-        for integration in integrations:
-            if valid_partition_name(integration.id):
-                wanted.append(integration.id)
-            else:
-                context.log.error(f"integration id {integration.id!r} cannot be a partition key; skipped")
+        except BackendUnavailable as exc:
+            return _skip(f"the backend does not answer ({exc}); tried again on the next tick", cursor)
+        except BackendError as exc:
+            return _skip(_backend_refused(exc), cursor)
+
+        usable = [i for i in integrations if valid_partition_name(i.id)]
+        _report_unusable(context, client, [i for i in integrations if not valid_partition_name(i.id)], cursor)
         existing = set(context.instance.get_dynamic_partitions(integrations_def.name))
-        added = [i for i in wanted if i not in existing]
-        removed = sorted(existing - set(wanted))
-        if not added and not removed:
-            return dg.SkipReason(f"{len(existing)} integrations, none added or removed")
-        today = dt.datetime.now(dt.timezone.utc).date()
-        requests = [
-            dg.RunRequest(
-                run_key=f"first-sync-{integration_id}",
-                partition_key=partition_key(today, integration_id),
-                tags={MODE_TAG: "live", TRIGGER_TAG: "new-integration"},
-            )
-            for integration_id in added
-        ]
+        added = [i for i in usable if i.id not in existing]
+        listed = {i.id for i in integrations}
+        removed = _confirmed_deleted(context, client, sorted(existing - listed))
+        run_requests = first_sync_requests(added, settings.batch_threshold)
         partition_requests = []
         if added:
-            partition_requests.append(integrations_def.build_add_request(added))
+            partition_requests.append(integrations_def.build_add_request([i.id for i in added]))
         if removed:
             partition_requests.append(integrations_def.build_delete_request(removed))
-        context.log.info(f"integrations added: {added or 'none'}; removed: {removed or 'none'}")
-        return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=digest)
+        _heartbeat(context, client, connector_id, problem=None, queued=[i.id for i in added])
+        if not added and not removed:
+            return _skip(f"{len(existing)} integrations, none added or removed", cursor)
+        context.log.info(f"integrations added: {[i.id for i in added] or 'none'}; removed: {removed or 'none'}")
+        return dg.SensorResult(run_requests=run_requests, dynamic_partitions_requests=partition_requests,
+                               cursor=json.dumps(cursor, sort_keys=True))
 
     return integrations_sensor
+
+
+def first_sync_requests(added: list[Integration], batch_threshold: int) -> list[dg.RunRequest]:
+    """One live run per new integration; past the batch threshold (hundreds created at once,
+    a restored database) one batch run over the new partitions, which are contiguous at the
+    end of the partition list (Dagster keeps dynamic partitions in the order they were added)."""
+    today = utcnow().date()
+    if not added:
+        return []
+    if len(added) > batch_threshold:
+        ids = [i.id for i in added]
+        return [dg.RunRequest(
+            run_key="first-sync-batch-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16],
+            tags={MODE_TAG: "live", BATCH_TAG: "true", TRIGGER_TAG: f"{len(ids)} new integrations",
+                  RANGE_START_TAG: str(partition_key(today, ids[0])),
+                  RANGE_END_TAG: str(partition_key(today, ids[-1]))})]
+    return [
+        dg.RunRequest(
+            run_key=f"first-sync-{integration.id}",
+            partition_key=partition_key(today, integration.id),
+            tags={MODE_TAG: "live", TRIGGER_TAG: "new-integration", **name_tag(integration)},
+        )
+        for integration in added
+    ]
+
+
+def name_tag(integration: Integration) -> dict[str, str]:
+    """The integration's name on its runs, so that runs of UUID-keyed integrations are recognizable."""
+    return {INTEGRATION_NAME_TAG: integration.name[:200]}
+
+
+def _report_unusable(context, client: BackendClient, unusable: list[Integration], cursor: dict) -> None:
+    """Integrations whose id cannot be a partition key: said once in the log and on their card."""
+    reported = set(cursor.get("unusable", []))
+    for integration in unusable:
+        if integration.id in reported:
+            continue
+        problem = (f"integration {integration.name!r} ({integration.id}) cannot be synced: its id contains one "
+                   f"of {' '.join(_FORBIDDEN_IN_KEYS)}, which Dagster partition keys cannot hold; recreate it")
+        context.log.error(problem)
+        _report(client, integration, problem)
+        reported.add(integration.id)
+    cursor["unusable"] = sorted(reported & {i.id for i in unusable})
+
+
+def _confirmed_deleted(context, client: BackendClient, missing: list[str]) -> list[str]:
+    """Of the partitions the integration list no longer shows, those the backend confirms are
+    deleted: removing a partition hides its history, so a partial answer must not do it."""
+    deleted = []
+    for integration_id in missing[:MAX_REMOVALS_CHECKED_PER_TICK]:
+        try:
+            if not client.integration_exists(integration_id):
+                deleted.append(integration_id)
+        except (BackendUnavailable, BackendError) as exc:
+            context.log.warning(f"keeping partition {integration_id}: cannot confirm it was deleted ({exc})")
+    return deleted
 
 
 def build_live_sensor(
@@ -409,82 +541,111 @@ def build_live_sensor(
         f"({settings.polling_interval} s); a live sync run only for integrations that changed.",
     )
     def live_sensor(context: dg.SensorEvaluationContext, painchain: PainChainBackend):
-        client = painchain.client()
+        client = painchain.client(retries=SENSOR_BACKEND_RETRIES, timeout=SENSOR_BACKEND_TIMEOUT_S)
+        cursor = _load_cursor(context.cursor)
         try:
             integrations = client.list_integrations(connector.id)
-        except (BackendUnavailable, BackendError) as exc:
-            return dg.SkipReason(f"backend not answering: {exc}")
+        except BackendUnavailable as exc:
+            return _skip(f"the backend does not answer ({exc}); tried again on the next tick", cursor)
+        except BackendError as exc:
+            return _skip(_backend_refused(exc), cursor)
         if _batch_active(context.instance, job.name):
-            return dg.SkipReason("a live sync of every integration is running; its changes are covered")
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        held: dict = cursor.get("held", {})  # integration id -> {"until": epoch, "updatedAt": ...}
+            _heartbeat(context, client, connector.id)
+            return _skip("a live sync of every integration is running; its changes are covered", cursor)
+        held = cursor.get("held") if isinstance(cursor.get("held"), dict) else {}
         now = time.time()
         known = set(context.instance.get_dynamic_partitions(integrations_def.name))
         busy = _integrations_with_active_runs(context.instance, integrations_def.name)
         candidates = []
         for integration in integrations:
             hold = held.get(integration.id)
-            if hold and hold.get("until", 0) > now and hold.get("updatedAt") == integration.updated_at:
+            if isinstance(hold, dict) and hold.get("until", 0) > now and hold.get("updatedAt") == integration.updated_at:
                 continue  # waiting out a rate limit, or a config error nobody fixed yet
             held.pop(integration.id, None)
             if integration.id in known and integration.id not in busy:
                 candidates.append(integration)
         # Start where the last tick stopped, so a slow tick cannot starve the same integrations.
-        offset = cursor.get("offset", 0) % max(1, len(candidates))
+        offset = int(cursor.get("offset", 0) or 0) % max(1, len(candidates))
         candidates = candidates[offset:] + candidates[:offset]
 
-        deadline = time.monotonic() + 40  # sensor evaluations time out at 60 s
-        decisions: dict[str, tuple[bool, str]] = {}
-        pool = ThreadPoolExecutor(max_workers=settings.detect_workers, thread_name_prefix="detect")
-        futures = {
-            pool.submit(_needs_sync, client, connector, integration, settings, deadline): integration
-            for integration in candidates
-        }
-        done, _ = wait(futures, timeout=max(1.0, deadline - time.monotonic()))
-        pool.shutdown(wait=False, cancel_futures=True)
-        checked = 0
-        for future in done:
-            integration = futures[future]
-            checked += 1
-            try:
-                decisions[integration.id] = future.result()
-            except (ConfigError, AuthError) as exc:
-                context.log.error(f"integration {integration.name!r} ({integration.id}): {exc}")
-                held[integration.id] = {"until": now + 600, "updatedAt": integration.updated_at}
-                _report(client, integration, str(exc))
-            except RateLimited as exc:
-                context.log.warning(f"integration {integration.id}: {exc}")
-                held[integration.id] = {"until": now + exc.retry_after, "updatedAt": integration.updated_at}
-            except (ConnectorError, BackendUnavailable, BackendError) as exc:
-                context.log.warning(f"integration {integration.id}: change check failed, next tick retries: {exc}")
-        today = dt.datetime.now(dt.timezone.utc).date()
+        decisions = _check_for_changes(context, client, connector, candidates, settings, held, now)
         changed = [(i, decisions[i.id][1]) for i in candidates if decisions.get(i.id, (False, ""))[0]]
-        run_requests = []
-        if len(changed) > settings.batch_threshold:
-            # Many changed at once: one run live-syncs all of today's partitions (a range), at the
-            # cost of one process start instead of one per integration.
-            if not _batch_active(context.instance, job.name):
-                ordered = context.instance.get_dynamic_partitions(integrations_def.name)
-                run_requests.append(dg.RunRequest(tags={
-                    MODE_TAG: "live", BATCH_TAG: "true", TRIGGER_TAG: f"{len(changed)} integrations changed",
-                    RANGE_START_TAG: str(partition_key(today, ordered[0])),
-                    RANGE_END_TAG: str(partition_key(today, ordered[-1])),
-                }))
-        else:
-            for integration, reason in changed:
-                run_requests.append(dg.RunRequest(
-                    partition_key=partition_key(today, integration.id),
-                    tags={MODE_TAG: "live", TRIGGER_TAG: reason[:200]},
-                ))
-        new_cursor = {"offset": offset + checked, "held": held}
-        summary = (f"{len(integrations)} integrations, {len(busy)} busy, {checked}/{len(candidates)} checked, "
-                   f"{len(run_requests)} live syncs requested")
+        quiet = [i.id for i in candidates if i.id in decisions and not decisions[i.id][0]]
+        run_requests = live_sync_requests(changed, settings.batch_threshold, context.instance,
+                                          integrations_def.name, job.name)
+        _heartbeat(context, client, connector.id, checked=quiet)
+        new_cursor = {"offset": offset + len(decisions), "held": held}
+        summary = (f"{len(integrations)} integrations, {len(busy)} busy, {len(decisions)}/{len(candidates)} "
+                   f"checked, {len(run_requests)} live syncs requested")
         context.log.info(summary)
         if not run_requests:
-            return dg.SensorResult(skip_reason=dg.SkipReason(summary), cursor=json.dumps(new_cursor))
-        return dg.SensorResult(run_requests=run_requests, cursor=json.dumps(new_cursor))
+            return _skip(summary, new_cursor)
+        return dg.SensorResult(run_requests=run_requests, cursor=json.dumps(new_cursor, sort_keys=True))
 
     return live_sensor
+
+
+DETECTION_BUDGET_S = 40  # sensor evaluations time out at 60 s
+
+
+def _check_for_changes(context, client: BackendClient, connector: Connector, candidates: list[Integration],
+                       settings: OrchestrationSettings, held: dict, now: float) -> dict[str, tuple[bool, str]]:
+    """integration id -> (changed, why) for the integrations checked within the time budget.
+    One integration's failure (a refused token, a rate limit, a bug) never stops the others."""
+    deadline = time.monotonic() + DETECTION_BUDGET_S
+    decisions: dict[str, tuple[bool, str]] = {}
+    pool = ThreadPoolExecutor(max_workers=settings.detect_workers, thread_name_prefix="detect")
+    futures = {
+        pool.submit(_needs_sync, client, connector, integration, settings, deadline): integration
+        for integration in candidates
+    }
+    done, _ = wait(futures, timeout=max(1.0, deadline - time.monotonic()))
+    pool.shutdown(wait=False, cancel_futures=True)
+    for future in done:
+        integration = futures[future]
+        label = f"integration {integration.name!r} ({integration.id})"
+        try:
+            decision = future.result()
+        except (ConfigError, AuthError) as exc:
+            context.log.error(f"{label}: {exc}")
+            held[integration.id] = {"until": now + 600, "updatedAt": integration.updated_at}
+            _report(client, integration, str(exc))
+            continue
+        except RateLimited as exc:
+            context.log.warning(f"{label}: {exc}")
+            held[integration.id] = {"until": now + exc.retry_after, "updatedAt": integration.updated_at}
+            continue
+        except (ConnectorError, BackendUnavailable, BackendError) as exc:
+            context.log.warning(f"{label}: change check failed, next tick retries: {exc}")
+            continue
+        except Exception as exc:  # an answer the connector did not expect: this integration only
+            context.log.error(f"{label}: change check failed unexpectedly, next tick retries: "
+                              f"{type(exc).__name__}: {exc}")
+            continue
+        if decision is not None:
+            decisions[integration.id] = decision
+    return decisions
+
+
+def live_sync_requests(changed: list[tuple[Integration, str]], batch_threshold: int,
+                       instance: dg.DagsterInstance, integrations_def_name: str, job_name: str) -> list[dg.RunRequest]:
+    today = utcnow().date()
+    if len(changed) > batch_threshold:
+        # Many changed at once: one run live-syncs all of today's partitions (a range), at the
+        # cost of one process start instead of one per integration.
+        if _batch_active(instance, job_name):
+            return []
+        ordered = instance.get_dynamic_partitions(integrations_def_name)
+        return [dg.RunRequest(tags={
+            MODE_TAG: "live", BATCH_TAG: "true", TRIGGER_TAG: f"{len(changed)} integrations changed",
+            RANGE_START_TAG: str(partition_key(today, ordered[0])),
+            RANGE_END_TAG: str(partition_key(today, ordered[-1])),
+        })]
+    return [
+        dg.RunRequest(partition_key=partition_key(today, integration.id),
+                      tags={MODE_TAG: "live", TRIGGER_TAG: reason[:200], **name_tag(integration)})
+        for integration, reason in changed
+    ]
 
 
 def build_deferred_retry_sensor(connector_id: str, job) -> dg.SensorDefinition:
@@ -499,12 +660,11 @@ def build_deferred_retry_sensor(connector_id: str, job) -> dg.SensorDefinition:
         description=f"Re-launches {connector_id} runs stopped by a rate limit once the limit resets.",
     )
     def deferred_retry_sensor(context: dg.SensorEvaluationContext):
-        now = dt.datetime.now(dt.timezone.utc)
+        now = utcnow()
         # Any job: materializations from the UI run as Dagster's implicit asset job.
         records = context.instance.get_run_records(filters=dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.FAILURE], tags={DEFERRED_TAG: "pending", CONNECTOR_TAG: connector_id}))
-        due = [r.dagster_run for r in records
-               if dt.datetime.fromisoformat(r.dagster_run.tags[RETRY_AT_TAG]) <= now]
+        due = [r.dagster_run for r in records if _retry_at(r.dagster_run, now) <= now]
         run_requests = [deferred_run_request(run) for run in due]
         for run in due:
             context.instance.add_run_tags(run.run_id, {DEFERRED_TAG: "relaunched"})
@@ -517,9 +677,17 @@ def build_deferred_retry_sensor(connector_id: str, job) -> dg.SensorDefinition:
     return deferred_retry_sensor
 
 
+def _retry_at(run: dg.DagsterRun, now: dt.datetime) -> dt.datetime:
+    """When a deferred run may go again; a missing or mangled tag means now."""
+    try:
+        return dt.datetime.fromisoformat(run.tags[RETRY_AT_TAG])
+    except (KeyError, ValueError):
+        return now
+
+
 def deferred_run_request(run: dg.DagsterRun) -> dg.RunRequest:
     """The same partitions (one key or a range) and mode as the stopped run."""
-    tags = {k: v for k, v in run.tags.items() if k in (MODE_TAG, TRIGGER_TAG, BATCH_TAG)}
+    tags = {k: v for k, v in run.tags.items() if k in (MODE_TAG, TRIGGER_TAG, BATCH_TAG, INTEGRATION_NAME_TAG)}
     tags[DEFERRAL_TAG] = str(int(run.tags.get(DEFERRAL_TAG, "0")) + 1)
     tags[DEFERRED_FROM_TAG] = run.run_id
     run_key = f"deferred:{run.run_id}"  # launched once, even if tagging the old run failed
@@ -530,15 +698,14 @@ def deferred_run_request(run: dg.DagsterRun) -> dg.RunRequest:
 
 
 def _needs_sync(client: BackendClient, connector: Connector, integration: Integration,
-                settings: OrchestrationSettings, deadline: float) -> tuple[bool, str]:
+                settings: OrchestrationSettings, deadline: float) -> tuple[bool, str] | None:
+    """(changed, why), or None when the tick's time ran out before this integration's turn."""
     if time.monotonic() > deadline:
-        return False, ""
+        return None
     sync = client.get_sync(integration)
-    last_success = sync.get("lastSuccessAt")
-    if last_success:
-        age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(last_success.replace("Z", "+00:00"))
-        if age > settings.heartbeat:
-            return True, "heartbeat"
+    last_success = parse_time(sync.get("lastSuccessAt"))
+    if last_success and utcnow() - last_success > settings.heartbeat:
+        return True, "heartbeat"
     check = connector.detect_changes(integration, sync["state"])
     return check.changed, check.reason
 

@@ -11,5 +11,5 @@ class PainChainBackend(dg.ConfigurableResource):
     api_url: str = "http://127.0.0.1:8000/api"
     api_token: str | None = None
 
-    def client(self) -> BackendClient:
-        return BackendClient(self.api_url, self.api_token)
+    def client(self, *, retries: int = 5, timeout: float = 30.0) -> BackendClient:
+        return BackendClient(self.api_url, self.api_token, retries=retries, timeout=timeout)

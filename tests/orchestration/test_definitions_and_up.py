@@ -1,10 +1,7 @@
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import dagster as dg
 import pytest
@@ -12,12 +9,8 @@ import requests
 
 from painchain_pipelines.connectors.backend_client import BackendClient
 from painchain_pipelines.connectors.registration import RegistrationFailed, load_metadata, register
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.dagster_ticks import assert_no_failed_ticks
+from tests.support.painchain_up import PainchainUp, free_port, user_env
 
 
 def test_definitions_load_with_every_asset_check_sensor_and_schedule():
@@ -30,7 +23,7 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule():
     assert {s.name for s in repository.schedule_defs} == {"github_daily_reconcile_schedule"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in repository.sensor_defs)
     checks = {k.name for k in repository.asset_graph.asset_check_keys}
-    assert checks == {"events_stored_cleanly", "sources_accessible"}
+    assert checks == {"events_stored_cleanly", "sources_accessible", "integrations_synced"}
     asset = repository.assets_defs_by_key[dg.AssetKey("github_events")]
     assert asset.partitions_def.get_partition_key_from_str("2026-11-24|abc").keys_by_dimension == {
         "date": "2026-11-24", "integration": "abc"}
@@ -64,7 +57,7 @@ def test_metadata_file_registers_and_reregistration_is_harmless(make_backend):
 
 def test_registration_retries_five_times_then_fails_clearly():
     sleeps = []
-    client = BackendClient(f"http://127.0.0.1:{_free_port()}/api", retries=0)
+    client = BackendClient(f"http://127.0.0.1:{free_port()}/api", retries=0)
     with pytest.raises(RegistrationFailed) as excinfo:
         register(client, ["github"], sleep=sleeps.append)
     assert sleeps == [1.0, 2.0, 4.0, 8.0]
@@ -73,34 +66,17 @@ def test_registration_retries_five_times_then_fails_clearly():
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path, stop_signal):
-    port, dagster_port = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAINCHAIN_", "DAGSTER_"))}
-    env.pop("BACKEND_API_URL", None)
-    log_path = tmp_path / "up.log"  # a file, not a pipe: a full pipe would stall Dagster's logging
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "painchain_pipelines", "up", "--port", str(port), "--dagster-port", str(dagster_port)],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-    )
+    up = PainchainUp(tmp_path)
     try:
-        deadline = time.monotonic() + 180
-        api_ok = dagster_ok = False
-        while time.monotonic() < deadline and not (api_ok and dagster_ok):
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            try:
-                api_ok = requests.get(f"http://127.0.0.1:{port}/api/integrations/types", timeout=2).json()[0]["id"] == "github"
-                dagster_ok = requests.get(f"http://127.0.0.1:{dagster_port}/server_info", timeout=2).ok
-            except (requests.RequestException, IndexError, ValueError):
-                pass
-            time.sleep(1)
-        assert api_ok and dagster_ok, "the API or the Dagster UI did not answer"
-        assert (tmp_path / ".painchain" / "dagster" / "dagster.yaml").exists()
-        workspace = tmp_path / ".painchain" / "dagster" / "workspace.yaml"
+        up.wait_for_dagster()  # after the types are registered
+        assert requests.get(up.api + "/integrations/types", timeout=5).json()[0]["id"] == "github"
+        assert (up.dagster_home / "dagster.yaml").exists()
+        workspace = up.dagster_home / "workspace.yaml"
         grpc_port = re.search(r"port: (\d+)", workspace.read_text()).group(1)
         query = "{ repositoriesOrError { ... on RepositoryConnection { nodes { location { name } " \
                 "sensors { name sensorState { status } } schedules { name scheduleState { status } } " \
                 "assetNodes { assetKey { path } } } } } }"
-        [repository] = requests.post(f"http://127.0.0.1:{dagster_port}/graphql", json={"query": query},
+        [repository] = requests.post(up.dagster_url + "/graphql", json={"query": query},
                                      timeout=30).json()["data"]["repositoriesOrError"]["nodes"]
         assert repository["location"]["name"] == "painchain"
         assert {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]} == {
@@ -109,21 +85,22 @@ def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path, stop_signal):
         assert [(s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]] == [
             ("github_daily_reconcile_schedule", "RUNNING")]
         assert {"path": ["github_events"]} in [a["assetKey"] for a in repository["assetNodes"]]
+        up.wait_for_ticks("github_integrations_sensor")
     finally:
-        proc.send_signal(stop_signal)
-        proc.wait(timeout=90)
-        log.close()
-    output = log_path.read_text()
-    assert proc.returncode == 0, output[-3000:]
-    assert f"PainChain UI and API: http://127.0.0.1:{port}/" in output
-    assert f"Dagster UI:           http://127.0.0.1:{dagster_port}/" in output
-    for p in (port, dagster_port):
+        returncode = up.stop(stop_signal)
+    output = up.output()
+    assert returncode == 0, output[-3000:]
+    assert f"PainChain UI and API: http://127.0.0.1:{up.port}/" in output
+    assert f"Dagster UI:           http://127.0.0.1:{up.dagster_port}/" in output
+    for p in (up.port, up.dagster_port):
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{p}/", timeout=2)
     assert "Warning" not in output, output[-3000:]
-    leftovers = subprocess.run(["pgrep", "-f", f"--port {port}|-p {dagster_port}|-p {grpc_port}|{workspace}"],
-                               capture_output=True, text=True)
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"--port {up.port}|-p {up.dagster_port}|-p {grpc_port}|{workspace}"],
+        capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
+    assert_no_failed_ticks(up.dagster_home)
 
 
 def test_shipped_instance_config_limits_runs_per_integration(tmp_path, monkeypatch):
@@ -139,11 +116,10 @@ def test_shipped_instance_config_limits_runs_per_integration(tmp_path, monkeypat
 
 
 def test_painchain_up_exits_clearly_when_registration_fails(tmp_path):
-    port, dead_port = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAINCHAIN_", "DAGSTER_"))}
-    env["BACKEND_API_URL"] = f"http://127.0.0.1:{dead_port}/api"  # where nothing listens
+    port, dead_port = free_port(), free_port()
+    env = user_env(BACKEND_API_URL=f"http://127.0.0.1:{dead_port}/api")  # where nothing listens
     proc = subprocess.run(
-        [sys.executable, "-m", "painchain_pipelines", "up", "--port", str(port), "--dagster-port", str(_free_port())],
+        [sys.executable, "-m", "painchain_pipelines", "up", "--port", str(port), "--dagster-port", str(free_port())],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
     )
     output = proc.stdout + proc.stderr
@@ -162,63 +138,33 @@ def test_painchain_up_first_sync_by_the_daemon_and_a_backfill_launched_like_the_
 
     from tests.fakes.github_server import FakeGitHub
 
-    port, dagster_port = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAINCHAIN_", "DAGSTER_"))}
-    env.pop("BACKEND_API_URL", None)
     with FakeGitHub(token="ghp_up_test_token") as fake:
         repo = fake.add_repo("octo/app")
         now = fake.now()
         old_days = [(now - dt.timedelta(days=n)).date() for n in (12, 11)]
-        old = [repo.add_commit(message=f"old {d}", authored_at=dt.datetime.combine(d, dt.time(12), dt.timezone.utc))
-               for d in old_days]
-        recent = repo.add_commit(message="recent", authored_at=now - dt.timedelta(days=2))
-        log_path = tmp_path / "up.log"  # a file, not a pipe: nobody reads the pipe while Dagster logs
-        log = log_path.open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "painchain_pipelines", "up", "--port", str(port),
-             "--dagster-port", str(dagster_port)],
-            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-        api = f"http://127.0.0.1:{port}/api"
+        old = {f"github:octo/app:commit:{repo.add_commit(message=f'old {d}', authored_at=dt.datetime.combine(d, dt.time(12), dt.timezone.utc))}"
+               for d in old_days}
+        recent = f"github:octo/app:commit:{repo.add_commit(message='recent', authored_at=now - dt.timedelta(days=2))}"
+        up = PainchainUp(tmp_path)
         try:
-            def stored() -> set[str]:
-                try:
-                    page = requests.get(api + "/events", params={"limit": 500}, timeout=5).json()
-                except (requests.RequestException, ValueError):
-                    return set()
-                return {e["externalId"] for e in page.get("events", [])}
-
-            def wait_for(condition, what: str, seconds: float = 240) -> None:
-                deadline = time.monotonic() + seconds
-                while not condition():
-                    assert proc.poll() is None, log_path.read_text()[-3000:]
-                    assert time.monotonic() < deadline, f"timed out waiting for {what}: {log_path.read_text()[-3000:]}"
-                    time.sleep(2)
-
-            def dagster_answers() -> bool:
-                try:
-                    return requests.get(f"http://127.0.0.1:{dagster_port}/server_info", timeout=2).ok
-                except requests.RequestException:
-                    return False
-
-            wait_for(dagster_answers, "the Dagster UI")
-            integration = requests.post(api + "/integrations", json={"type": "github", "config": {
+            up.wait_for_dagster()
+            integration = requests.post(up.api + "/integrations", json={"type": "github", "config": {
                 "name": "up test", "tags": [], "token": "ghp_up_test_token", "repositories": ["octo/app"],
                 "baseUrl": fake.base_url}}, timeout=10).json()
-            wait_for(lambda: f"github:octo/app:commit:{recent}" in stored(), "the first sync (7-day look-back)")
-            assert not {f"github:octo/app:commit:{sha}" for sha in old} & stored()
+            up.wait_for(lambda: recent in up.stored(), "the first sync (7-day look-back)", 240, every=2)
+            assert not old & set(up.stored())
 
             mutation = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
                 __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
-            answer = requests.post(f"http://127.0.0.1:{dagster_port}/graphql", timeout=30, json={
+            answer = requests.post(up.dagster_url + "/graphql", timeout=30, json={
                 "query": mutation, "variables": {"params": {
                     "assetSelection": [{"path": ["github_events"]}],
                     "partitionNames": [f"{d}|{integration['id']}" for d in old_days]}}}).json()
             assert answer["data"]["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", answer
-            wait_for(lambda: {f"github:octo/app:commit:{sha}" for sha in old} <= stored(), "the backfill")
+            up.wait_for(lambda: old <= set(up.stored()), "the backfill", 240, every=2)
         finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=90)
-            log.close()
-    output = log_path.read_text()
-    assert proc.returncode == 0, output[-3000:]
+            returncode = up.stop()
+    output = up.output()
+    assert returncode == 0, output[-3000:]
     assert "ghp_up_test_token" not in output
+    assert_no_failed_ticks(up.dagster_home, ("github_integrations_sensor", "github_live_sensor"))

@@ -65,8 +65,14 @@ def test_new_integration_gets_its_recent_history_then_live_changes(world):
     assert metadata["mode"] == "live" and metadata["sources"] == ["octo/app"]
     assert metadata["api_requests"] >= 6 and "rate_limit_remaining" in metadata
     checks = {c.check_name: c.passed for c in run.get_asset_check_evaluations()}
-    assert checks == {"events_stored_cleanly": True, "sources_accessible": True}
+    assert checks == {"events_stored_cleanly": True, "sources_accessible": True, "integrations_synced": True}
     assert world.sync_record(integration["id"])["lastSuccessAt"] is not None
+    # The first sync read a week: today and every day it covered completely show as materialized
+    # (the oldest day is covered only from the look-back's start, so it is not claimed).
+    today = world.fake.now().date()
+    week = {f"{today - dt.timedelta(days=n)}|{integration['id']}" for n in range(7)}
+    assert set(world.instance.get_materialized_partitions(dg.AssetKey("github_events"))) == week
+    assert {m.partition for m in run.asset_materializations_for_node("github_events")} == week
 
     # Nothing changed: the live sensor asks GitHub (304s) and starts no run.
     world.fake.reset_requests()
@@ -285,7 +291,7 @@ def test_integrations_sensor_registers_the_connector_type_itself(world):
         "id": "github", "displayName": "Outdated", "configSchema": {"fields": []}})
     result, cursor = tick(github_integrations_sensor, world)
     assert world.api.get("/integrations/types/github").json()["displayName"] == "GitHub"
-    assert cursor and len(cursor) == 64
+    assert len(json.loads(cursor)["metadata"]) == 64
 
 
 def test_sensor_removes_deleted_integrations_and_schedule_reconciles_yesterday(world):
@@ -405,8 +411,10 @@ def test_many_changes_in_one_tick_become_one_batch_run(world):
     for integration in integrations:
         assert f"github:org/svc-{integrations.index(integration)}:commit:{shas[integration['id']]}" in \
             world.events(integration["id"])
-    metadata = run.asset_materializations_for_node("github_events")[0].metadata
-    assert len(metadata["per_integration"].value) == 7 and metadata["events_created"].value == 7
+    today = world.fake.now().date()
+    materializations = run.asset_materializations_for_node("github_events")
+    assert {m.partition for m in materializations} == {f"{today}|{i['id']}" for i in integrations}
+    assert sum(m.metadata["events_created"].value for m in materializations) == 7
     # One integration breaking between the tick and the run does not fail the batch for the others.
     shas = {i["id"]: world.fake.repo(f"org/svc-{n}").add_commit(message="second")
             for n, i in enumerate(integrations)}
@@ -417,9 +425,12 @@ def test_many_changes_in_one_tick_become_one_batch_run(world):
         "config": {**broken["config"], "token": "revoked-in-between"}}).status_code == 200
     run = job.execute_in_process(instance=world.instance, tags=dict(batch.tags))
     assert run.success
-    metadata = run.asset_materializations_for_node("github_events")[0].metadata
-    assert list(metadata["integrations_failed"].value) == [broken["id"]]
-    assert metadata["events_created"].value == 6
+    # The failing integration's partition is not shown as materialized by this run; the check says why.
+    materializations = run.asset_materializations_for_node("github_events")
+    assert {m.partition for m in materializations} == {f"{today}|{i['id']}" for i in integrations if i is not broken}
+    assert sum(m.metadata["events_created"].value for m in materializations) == 6
+    synced = next(c for c in run.get_asset_check_evaluations() if c.check_name == "integrations_synced")
+    assert synced.passed is False and list(synced.metadata["integrations_failed"].value) == [broken["id"]]
     assert "401" in world.sync_record(broken["id"])["lastError"]
     # Two changes next time: two runs of their own.
     world.fake.repo("org/svc-1").add_commit(message="again")
@@ -427,3 +438,46 @@ def test_many_changes_in_one_tick_become_one_batch_run(world):
     result, _ = tick(github_live_sensor, world, cursor)
     assert sorted(r.partition_key.keys_by_dimension["integration"] for r in result.run_requests) == sorted(
         [integrations[1]["id"], integrations[2]["id"]])
+
+
+def test_a_backfill_runs_side_by_side_with_a_live_sync_of_the_same_integration(world):
+    """The documented behaviour: a UI/CLI backfill does not wait for a live run of the same
+    integration (range runs carry no per-integration tag); both are safe together because
+    events are deduplicated and window syncs never touch the live cursors."""
+    import threading
+
+    repo = world.fake.add_repo("octo/app")
+    today = world.fake.now().date()
+    days = [today - dt.timedelta(days=n) for n in (3, 2, 1)]
+    shas = {repo.add_commit(message=f"on {d}", authored_at=dt.datetime.combine(d, dt.time(12), dt.timezone.utc))
+            for d in days}
+    pr = repo.open_pull("Feature", created_at=dt.datetime.combine(days[1], dt.time(15), dt.timezone.utc))
+    integration = world.create_integration(["octo/app"])
+    world.add_partition(integration["id"])
+    world.fake.latency = 0.3  # the live sync takes a few seconds: the backfill starts while it runs
+    live_result = {}
+    live = threading.Thread(target=lambda: live_result.update(run=world.materialize(integration["id"], live=True)))
+    live.start()
+    env = {**os.environ, "DAGSTER_HOME": str(world.instance_dir), "BACKEND_API_URL": world.backend.api_url,
+           "PAINCHAIN_API_TOKEN": SERVICE_TOKEN}
+    backfill = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "painchain_pipelines.definitions",
+         "--select", "github_events", "--partition-range",
+         f"{days[0]}|{integration['id']}...{days[-1]}|{integration['id']}"],
+        env=env, capture_output=True, text=True, timeout=300)
+    live.join(timeout=300)
+    world.fake.latency = 0
+    assert backfill.returncode == 0, backfill.stderr[-3000:]
+    assert live_result["run"].success
+    starts = sorted((world.instance.get_run_by_id(r.run_id).tags.get(MODE_TAG, "window"),
+                     world.instance.get_run_stats(r.run_id).start_time, world.instance.get_run_stats(r.run_id).end_time)
+                    for r in world.instance.get_runs())
+    (_, live_start, live_end), (_, backfill_start, _) = starts
+    assert live_start < backfill_start < live_end, "the two runs did not overlap; the test proves nothing"
+    expected = {f"github:octo/app:commit:{s}" for s in shas} | {f"github:octo/app:pr:{pr}:opened"}
+    assert set(world.events(integration["id"])) == expected  # each change exactly once
+    # The live cursors are the live sync's: the next live sync finds nothing new, and the sensor agrees.
+    again = world.materialize(integration["id"], live=True)
+    assert again.asset_materializations_for_node("github_events")[0].metadata["events_created"].value == 0
+    result, _ = tick(github_live_sensor, world)
+    assert result.run_requests == []
