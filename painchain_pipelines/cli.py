@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -26,7 +27,7 @@ def cmd_backend(args: argparse.Namespace) -> int:
     from painchain_pipelines.backend.app import create_app
     from painchain_pipelines.backend.config import BackendSettings
 
-    settings = BackendSettings.from_env()
+    settings = BackendSettings.from_env(bind_host=args.host)
     try:
         app = create_app(settings)
     except Exception as exc:
@@ -34,6 +35,10 @@ def cmd_backend(args: argparse.Namespace) -> int:
         return 1
     log.info("PainChain API on http://%s:%s/api (database %s)", args.host, args.port,
              _safe_url(settings.database_url))
+    if args.host in ("0.0.0.0", "::") and not os.environ.get("PAINCHAIN_ALLOWED_HOSTS"):
+        log.warning("serving on every interface, but answering only requests addressed to this machine's loopback "
+                    "names: set PAINCHAIN_ALLOWED_HOSTS to the name(s) people use to reach it (and "
+                    "PAINCHAIN_API_TOKEN)")
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the
     # handler that was installed before it: make that one a no-op so a requested stop exits 0.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -64,11 +69,13 @@ def _safe_url(url: str) -> str:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from painchain_pipelines.backend.app import prepare_sqlite_file
     from painchain_pipelines.backend.config import BackendSettings
     from painchain_pipelines.backend.database import Database
     from painchain_pipelines.backend.migrate import upgrade
 
     settings = BackendSettings.from_env()
+    prepare_sqlite_file(settings)
     db = Database(settings.database_url)
     try:
         revision = upgrade(db, args.revision)
@@ -79,6 +86,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
+    from painchain_pipelines.backend.app import prepare_sqlite_file
     from painchain_pipelines.backend.auth import TENANT_ID_PATTERN, hash_token, new_token
     from painchain_pipelines.backend.config import BackendSettings
     from painchain_pipelines.backend.database import Database
@@ -88,7 +96,9 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     if not TENANT_ID_PATTERN.match(args.tenant):
         print("error: --tenant must be 1-128 characters of letters, digits and . _ : @ -", file=sys.stderr)
         return 2
-    db = Database(BackendSettings.from_env().database_url)
+    settings = BackendSettings.from_env()
+    prepare_sqlite_file(settings)
+    db = Database(settings.database_url)
     upgrade(db)
     token = new_token()
     with db.write() as session:

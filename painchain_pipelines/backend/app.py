@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import make_url
 
 from painchain_pipelines import __version__
 from painchain_pipelines.backend.auth import TenantTokenCache, get_principal
@@ -18,9 +19,11 @@ from painchain_pipelines.backend.config import BackendSettings
 from painchain_pipelines.backend.crypto import SecretBox
 from painchain_pipelines.backend.database import Database
 from painchain_pipelines.backend.errors import validation_exception_handler
-from painchain_pipelines.backend.middleware import RequestGuard
+from painchain_pipelines.backend.middleware import RequestGuard, WebPageGuard
 from painchain_pipelines.backend.migrate import upgrade
+from painchain_pipelines.backend.openapi import install_openapi
 from painchain_pipelines.backend.routers import connector_types, events, health, integrations
+from painchain_pipelines.paths import private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,8 @@ class AppContext:
 
 def create_app(settings: BackendSettings | None = None, *, migrate: bool = True) -> FastAPI:
     settings = settings or BackendSettings.from_env()
-    db = Database(settings.database_url)
+    prepare_sqlite_file(settings)
+    db = Database(settings.database_url, read_timeout=settings.query_timeout, write_timeout=settings.write_timeout)
     if migrate:
         upgrade(db)
     ctx = AppContext(
@@ -63,15 +67,30 @@ def create_app(settings: BackendSettings | None = None, *, migrate: bool = True)
     app.state.ctx = ctx
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
     app.add_middleware(RequestGuard, max_bytes=settings.max_request_bytes)
+    app.add_middleware(WebPageGuard, allowed_hosts=settings.allowed_hosts)  # outermost: runs first
     app.include_router(health.router, prefix="/api")
     authenticated = [Depends(get_principal)]
     # Types before integrations so that /integrations/types is not read as an integration id.
     app.include_router(connector_types.router, prefix="/api", dependencies=authenticated)
     app.include_router(integrations.router, prefix="/api", dependencies=authenticated)
     app.include_router(events.router, prefix="/api", dependencies=authenticated)
+    install_openapi(app)  # the schema tells the truth: every answer, optional auth in no-token mode
     if settings.serve_ui:
         _mount_ui(app)
     return app
+
+
+def prepare_sqlite_file(settings: BackendSettings) -> None:
+    """The default SQLite database lives in the private data directory, mode 0600."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    path = Path(url.database)
+    if path.parent == settings.data_dir:
+        private_dir(settings.data_dir)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)
 
 
 STATIC_DIR = Path(__file__).with_name("static")

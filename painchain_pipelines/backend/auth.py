@@ -117,7 +117,12 @@ async def get_principal(
             detail="header x-tenant-id must be 1-128 characters of letters, digits and . _ : @ -",
         )
     loopback = _is_loopback(request)
-    browser = "sec-fetch-mode" in request.headers
+    # Browsers send Sec-Fetch-* (to localhost and HTTPS origins), Origin (on cross-origin
+    # requests) and a Mozilla User-Agent: any of them means a page may be reading, so never
+    # secrets in clear. (Plain-HTTP pages of other names send no Sec-Fetch-*: the Host
+    # allow-list keeps those out, see middleware.WebPageGuard.)
+    browser = ("sec-fetch-mode" in request.headers or "origin" in request.headers
+               or request.headers.get("user-agent", "").startswith("Mozilla/"))
     token = credentials.credentials if credentials else None
     service_token = ctx.settings.api_token
 

@@ -6,7 +6,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from painchain_pipelines.backend.database import DEFAULT_READ_TIMEOUT, DEFAULT_WRITE_TIMEOUT
+from painchain_pipelines.backend.middleware import allowed_hosts_from
 from painchain_pipelines.paths import data_dir
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number of seconds") from None
+    if value < 0:
+        raise ValueError(f"environment variable {name} must be >= 0 (0 means no limit)")
+    return value
 
 
 def _default_database_url(directory: Path) -> str:
@@ -28,15 +43,24 @@ class BackendSettings:
     default_page_limit: int = 50
     max_page_limit: int = 500
     serve_ui: bool = True
+    # Time budgets of API queries, in seconds (0: none); past them a request answers 503.
+    query_timeout: float = DEFAULT_READ_TIMEOUT
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
+    # Host names this server answers to (see middleware.WebPageGuard): loopback by default.
+    allowed_hosts: tuple[str, ...] = allowed_hosts_from(None)
 
     @classmethod
-    def from_env(cls, **overrides) -> "BackendSettings":
+    def from_env(cls, *, bind_host: str | None = None, **overrides) -> "BackendSettings":
+        """Settings from the environment; `bind_host` (the address served on) is answered too."""
         directory = Path(overrides.pop("data_dir", None) or data_dir())
         values = dict(
             data_dir=directory,
             database_url=os.environ.get("PAINCHAIN_DATABASE_URL") or _default_database_url(directory),
             api_token=os.environ.get("PAINCHAIN_API_TOKEN") or None,
             secret_key=os.environ.get("PAINCHAIN_SECRET_KEY") or None,
+            allowed_hosts=allowed_hosts_from(os.environ.get("PAINCHAIN_ALLOWED_HOSTS"), bind_host),
+            query_timeout=_seconds("PAINCHAIN_QUERY_TIMEOUT_SECONDS", DEFAULT_READ_TIMEOUT),
+            write_timeout=_seconds("PAINCHAIN_WRITE_TIMEOUT_SECONDS", DEFAULT_WRITE_TIMEOUT),
         )
         values.update(overrides)
         return cls(**values)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from painchain_pipelines.paths import private_dir
+
 log = logging.getLogger(__name__)
 
 ENCRYPTED_PREFIX = "enc:v1:"
@@ -32,7 +34,7 @@ def _fernet_from_material(material: str) -> Fernet:
 def load_or_create_key_file(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     key = Fernet.generate_key().decode()
     # Create with 0600 atomically; another process may win the race, then we read its key.
     try:
