@@ -97,7 +97,7 @@ def rows_for(integration_id: str, batches: int, offset: int) -> list[list[dict]]
 
 
 def prepare_raw_db(url: str, integration_id: str) -> Database:
-    db = Database(url)
+    db = Database(url, read_timeout=0, write_timeout=0)  # the raw ceiling: no query budget
     upgrade(db)
     with db.engine.begin() as conn:
         conn.execute(text("INSERT INTO connector_types VALUES ('bench','Bench','','','','{}',"

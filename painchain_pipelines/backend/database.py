@@ -1,26 +1,64 @@
-"""Engine and sessions. SQLite gets WAL, a busy timeout, foreign keys and serialized writers."""
+"""Engine and sessions. SQLite gets WAL, a busy timeout, foreign keys and serialized writers.
+
+Every API query runs under a time budget, so that no request can keep the database busy for
+long (or after its client has left): `read_timeout` seconds for reads (PostgreSQL
+`statement_timeout`; on SQLite a progress handler interrupts the transaction), `write_timeout`
+for the API's writes. Schema migrations have none. A query stopped this way raises an error that
+`is_query_timeout()` recognises; the API answers it with a 503 (see routers/base.py).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+# Defaults of the API's time budgets (BackendSettings reads the environment's overrides).
+DEFAULT_READ_TIMEOUT = 5.0
+DEFAULT_WRITE_TIMEOUT = 30.0
+# SQLite calls the progress handler every this many virtual-machine instructions (~1 ms of work).
+_SQLITE_PROGRESS_STEPS = 20_000
+# PostgreSQL: SQLSTATE 57014 query_canceled (statement_timeout).
+_PG_QUERY_CANCELED = "57014"
 
 
 def _json_dumps(value) -> str:
     return orjson.dumps(value).decode()
 
 
+def is_query_timeout(exc: BaseException) -> bool:
+    """Whether `exc` is a query stopped by its time budget (either database)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == _PG_QUERY_CANCELED:
+        return True
+    return isinstance(orig, sqlite3.OperationalError) and getattr(orig, "sqlite_errorname", "") == "SQLITE_INTERRUPT"
+
+
 class Database:
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+    ):
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        # Seconds; 0 means no limit (settings: PAINCHAIN_QUERY_TIMEOUT_SECONDS / _WRITE_TIMEOUT_).
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
         common = dict(echo=echo, json_serializer=_json_dumps, json_deserializer=orjson.loads)
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
@@ -32,12 +70,23 @@ class Database:
                 max_overflow=24,
                 **common,
             )
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, self)
         else:
-            self.engine = create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, **common)
+            # Reads (and anything else on a plain connection) get the read budget as the session
+            # default; write transactions raise or lift it with SET LOCAL.
+            options = f"-c statement_timeout={_ms(self.read_timeout)}"
+            if self.url.query.get("options"):  # keep the URL's own options (ours come last and win)
+                options = f"{self.url.query['options']} {options}"
+            self.engine = create_engine(
+                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                connect_args={"options": options}, **common,
+            )
+            _configure_postgresql(self.engine, self)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._writer_engine = self.engine.execution_options(painchain_write=True)
+        self._writer_engine = self.engine.execution_options(painchain_write=True, painchain_budget="write")
+        self._unlimited_writer = self.engine.execution_options(painchain_write=True, painchain_budget="none")
         self._write_sessions = sessionmaker(self._writer_engine, expire_on_commit=False)
+        self._unlimited_write_sessions = sessionmaker(self._unlimited_writer, expire_on_commit=False)
         # One writer at a time inside this process: SQLite has a single write lock anyway and a
         # queue here is fairer and cheaper than the busy-handler's sleep loop.
         self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
@@ -46,21 +95,32 @@ class Database:
     def safe_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
+    def budget(self, kind: str | None) -> float:
+        """Seconds allowed to a transaction of this kind ("read", "write", "none"); 0: no limit."""
+        if kind == "none":
+            return 0.0
+        return self.write_timeout if kind == "write" else self.read_timeout
+
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
         with self._sessions() as session:
             yield session
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on error."""
-        with self._write_lock, self._write_sessions() as session, session.begin():
+    def write(self, *, unlimited: bool = False) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error, under the
+        write budget (or none: work that cannot be split and must not fail for taking long,
+        like deleting an integration with all its events)."""
+        sessions = self._unlimited_write_sessions if unlimited else self._write_sessions
+        with self._write_lock, sessions() as session, session.begin():
             yield session
 
     @contextlib.contextmanager
-    def write_connection(self) -> Iterator:
-        """A Core connection in a write transaction (used by migrations)."""
-        with self._write_lock, self._writer_engine.begin() as conn:
+    def write_connection(self, *, api: bool = False) -> Iterator:
+        """A Core connection in a write transaction: without a time limit (migrations), or with
+        the API's write budget (`api=True`)."""
+        engine = self._writer_engine if api else self._unlimited_writer
+        with self._write_lock, engine.begin() as conn:
             yield conn
 
     def ping(self) -> None:
@@ -71,9 +131,21 @@ class Database:
         self.engine.dispose()
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000)) if seconds > 0 else 0
+
+
+def _configure_postgresql(engine: Engine, db: Database) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        kind = conn.get_execution_options().get("painchain_budget")
+        if kind in ("write", "none"):
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {_ms(db.budget(kind))}")
+
+
+def _configure_sqlite(engine: Engine, db: Database) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection, record):
         # Let SQLAlchemy's "begin" event below decide how transactions start.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -83,12 +155,48 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
+        # The transaction's deadline (monotonic seconds), or None: past it, SQLite stops whatever
+        # statement is running with SQLITE_INTERRUPT.
+        deadline: list[float | None] = [None]
+        record.info["painchain_deadline"] = deadline
+
+        def _progress() -> int:
+            limit = deadline[0]
+            return 1 if limit is not None and time.monotonic() > limit else 0
+
+        dbapi_connection.set_progress_handler(_progress, _SQLITE_PROGRESS_STEPS)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
+        options = conn.get_execution_options()
+        seconds = db.budget(options.get("painchain_budget"))
+        conn.info["painchain_deadline"][0] = time.monotonic() + seconds if seconds > 0 else None
         # Writers take the write lock up front so that a concurrent writer in another process
         # makes us wait (busy_timeout) instead of failing a lock upgrade with SQLITE_BUSY.
-        if conn.get_execution_options().get("painchain_write"):
+        if options.get("painchain_write"):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
+
+    def _clear(conn) -> None:
+        holder = conn.info.get("painchain_deadline")
+        if holder is not None:
+            holder[0] = None
+
+    # COMMIT and ROLLBACK must never be interrupted by a spent budget.
+    event.listen(engine, "commit", _clear)
+    event.listen(engine, "rollback", _clear)
+
+    @event.listens_for(engine.pool, "reset")
+    def _on_reset(_dbapi_connection, record, _state):
+        holder = record.info.get("painchain_deadline")
+        if holder is not None:
+            holder[0] = None
+
+
+def dialect_insert(bind, model):
+    """INSERT with ON CONFLICT support (`on_conflict_do_nothing/update`) for the bind's dialect."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    name = bind.get_bind().dialect.name if hasattr(bind, "get_bind") else bind.dialect.name
+    return (postgresql if name == "postgresql" else sqlite).insert(model)

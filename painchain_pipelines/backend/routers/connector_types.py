@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from painchain_pipelines.backend.auth import CurrentPrincipal, require_admin
 from painchain_pipelines.backend.errors import not_found
 from painchain_pipelines.backend.models import ConnectorType, utcnow
+from painchain_pipelines.backend.routers.base import ApiRoute, add_method_answers
 from painchain_pipelines.backend.schemas.connector_types import (
     ConnectorTypeDetail,
     ConnectorTypeRegister,
@@ -15,7 +17,7 @@ from painchain_pipelines.backend.schemas.connector_types import (
 from painchain_pipelines.backend.schemas.sync import OrchestratorOut, OrchestratorReport
 from painchain_pipelines.backend.services.orchestrator import record_report
 
-router = APIRouter(prefix="/integrations/types", tags=["connector types"])
+router = APIRouter(prefix="/integrations/types", tags=["connector types"], route_class=ApiRoute)
 
 
 def _summary(row: ConnectorType) -> dict:
@@ -41,19 +43,28 @@ def _summary(row: ConnectorType) -> dict:
 def register_type(body: ConnectorTypeRegister, request: Request, response: Response):
     ctx = request.app.state.ctx
     schema = body.config_schema.model_dump(mode="json", exclude_none=True)
-    with ctx.db.write() as session:
-        row = session.get(ConnectorType, body.id)
-        if row is None:
-            row = ConnectorType(id=body.id)
-            session.add(row)
-        else:
-            response.status_code = 200
-            row.updated_at = utcnow()
-        row.display_name = body.display_name
-        row.color = body.color
-        row.logo = body.logo
-        row.description = body.description
-        row.config_schema = schema
+    # Connectors register their type when they start: several may register the same new type at
+    # once. Whoever loses the race to create it finds it there on a second try and updates it.
+    for attempt in (1, 2):
+        try:
+            with ctx.db.write() as session:
+                row = session.get(ConnectorType, body.id, with_for_update=True)
+                if row is None:
+                    row = ConnectorType(id=body.id)
+                    session.add(row)
+                    response.status_code = 201
+                else:
+                    response.status_code = 200
+                    row.updated_at = utcnow()
+                row.display_name = body.display_name
+                row.color = body.color
+                row.logo = body.logo
+                row.description = body.description
+                row.config_schema = schema
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
     return {"id": body.id, "displayName": body.display_name, "registered": True}
 
 
@@ -87,3 +98,6 @@ def report_orchestrator(type_id: str, body: OrchestratorReport, request: Request
         row, checked, queued = record_report(session, type_id, body, now)
         return {"connectorType": type_id, "seenAt": row.seen_at, "problem": row.problem,
                 "checked": checked, "queued": queued}
+
+
+add_method_answers(router)

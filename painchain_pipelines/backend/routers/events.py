@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 from types import SimpleNamespace
 from typing import Annotated
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from painchain_pipelines.backend.auth import CurrentPrincipal
 from painchain_pipelines.backend.errors import field_error, field_errors, humanize
 from painchain_pipelines.backend.responses import FastJSONResponse
+from painchain_pipelines.backend.routers.base import ApiRoute, add_method_answers
 from painchain_pipelines.backend.schemas.common import parse_iso8601, to_epoch_ms
 from painchain_pipelines.backend.schemas.events import (
     DuplicateEvent,
@@ -25,8 +27,9 @@ from painchain_pipelines.backend.schemas.events import (
     Histogram,
 )
 from painchain_pipelines.backend.services import events as service
+from painchain_pipelines.backend.services.json_input import TOO_DEEP, JsonProblem, check_json
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], route_class=ApiRoute)
 
 MAX_HISTOGRAM_BUCKETS = 2000
 
@@ -76,30 +79,79 @@ def _item_errors(exc: ValidationError) -> list[dict]:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": EventBatchIn.model_json_schema(by_alias=True)}},
+            # Items are any JSON: each is validated on its own and answered in `results`.
+            "content": {"application/json": {"schema": {
+                "type": "object", "required": ["events"], "x-unchecked-properties": True,
+                "properties": {"events": {"type": "array", "maxItems": 1000, "items": True,
+                                          "description": EventBatchIn.model_fields["events"].description}},
+            }}},
         }
     },
 )
 async def create_events_batch(request: Request, principal: CurrentPrincipal):
-    # The body is parsed here (orjson) rather than by FastAPI: this is the ingestion hot path.
+    # The body is parsed here rather than by FastAPI: this is the ingestion hot path.
     ctx = request.app.state.ctx
+    body = await request.body()
+    return await run_in_threadpool(_store_batch, ctx, body, principal.tenant_id)
+
+
+# Whether the body may hold an integer of 19 or more digits, which orjson may have turned into a
+# float (it keeps integers exact only within 64 bits): a number token starts after "[", ",", ":"
+# or whitespace (then maybe "-"), never after a letter, a quote or a lone "-", so digit runs
+# inside strings (hashes, "commit-123…" ids) rarely qualify. One C-speed pass: digits map to
+# "0", what may precede a number to "s", "-" to "m", the rest to "x". A hit only means the body
+# is parsed again exactly.
+_NUMBER_CONTEXT = bytes(
+    ord("0") if 48 <= b <= 57 else ord("s") if bytes([b]) in b"[,: \t\r\n" else ord("m") if b == 45 else ord("x")
+    for b in range(256)
+)
+_DIGITS_19 = b"0" * 19
+
+
+def _may_hold_long_integer(body: bytes) -> bool:
+    mapped = body.translate(_NUMBER_CONTEXT)
+    return b"s" + _DIGITS_19 in mapped or b"sm" + _DIGITS_19 in mapped
+
+
+def _parse_batch(body: bytes, max_events: int) -> tuple[list, bool]:
+    """(items, exact): orjson for speed; the standard library (exact integers, lone surrogates,
+    NaN kept, to be refused per item) when orjson fails or may have rounded an integer."""
     try:
-        payload = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise field_error(("body",), f"is not valid JSON: {exc}") from None
+        payload = orjson.loads(body)
+        exact = _may_hold_long_integer(body)
+    except orjson.JSONDecodeError:
+        exact = True
+    if exact:
+        try:
+            payload = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise field_error(("body",), f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except UnicodeDecodeError:
+            raise field_error(("body",), "is not UTF-8 encoded JSON") from None
+        except RecursionError:
+            raise field_error(("body",), TOO_DEEP) from None
     items = payload.get("events") if isinstance(payload, dict) else None
     if not isinstance(items, list):
         raise field_error(("body", "events"), "must be a list of events")
-    if len(items) > ctx.settings.max_batch_events:
-        raise field_error(("body", "events"), f"at most {ctx.settings.max_batch_events} events per batch")
-    return await run_in_threadpool(_store_batch, ctx, items, principal.tenant_id)
+    if len(items) > max_events:
+        raise field_error(("body", "events"), f"at most {max_events} events per batch")
+    return items, exact
 
 
-def _store_batch(ctx, items: list, tenant_id: str | None) -> FastJSONResponse:
+def _store_batch(ctx, body: bytes, tenant_id: str | None) -> FastJSONResponse:
+    items, exact = _parse_batch(body, ctx.settings.max_batch_events)
     results: list[dict] = [{}] * len(items)
     valid: list[EventIn] = []
     valid_positions: list[int] = []
     for index, item in enumerate(items):
+        if exact:
+            # Each event is checked as if it were a body of its own (nesting counts from it).
+            try:
+                check_json(item)
+            except JsonProblem as problem:
+                results[index] = {"index": index, "status": "invalid",
+                                  "errors": [{"loc": ["body", *problem.path], "msg": problem.msg}]}
+                continue
         try:
             valid.append(EventIn.model_validate(item))
             valid_positions.append(index)
@@ -135,12 +187,26 @@ def _time_param(name: str, value: str | None):
         raise field_error(("query", name), str(exc)) from None
 
 
+# At most this many values per list filter (after splitting commas): every value costs the
+# database work, and no screen needs more.
+MAX_FILTER_TAGS = 20
+MAX_FILTER_VALUES = 50
+
+
 def _split(values: list[str] | None) -> list[str]:
     """Accept both repeated parameters and comma-separated values."""
     out: list[str] = []
     for value in values or []:
         out.extend(v.strip() for v in value.split(",") if v.strip())
     return out
+
+
+def _capped(name: str, values: list[str], cap: int) -> list[str]:
+    values = list(dict.fromkeys(values))
+    if len(values) > cap:
+        raise field_error(("query", name), f"at most {cap} values per query (repeat the parameter or separate "
+                          f"values by commas; got {len(values)})")
+    return values
 
 
 def _filters(
@@ -155,11 +221,11 @@ def _filters(
 ) -> service.EventFilter:
     filters = service.EventFilter(
         tenant_id=principal.tenant_id,
-        connectors=_split(connector),
+        connectors=_capped("connector", _split(connector), MAX_FILTER_VALUES),
         # Projects may contain commas (rarely); only repeated parameters separate them.
-        projects=[p for p in project or [] if p],
-        integration_ids=_split(integration_id),
-        tags=_split(tags),
+        projects=_capped("project", [p for p in project or [] if p], MAX_FILTER_VALUES),
+        integration_ids=_capped("integrationId", _split(integration_id), MAX_FILTER_VALUES),
+        tags=_capped("tags", _split(tags), MAX_FILTER_TAGS),
         since_ms=_time_param("since", since),
         until_ms=_time_param("until", until),
         text=q.strip() if q and q.strip() else None,
@@ -169,22 +235,34 @@ def _filters(
     return filters
 
 
-ListParam = Annotated[list[str] | None, Query()]
+_VALUES = f"at most {MAX_FILTER_VALUES} values, repeated or comma-separated"
+ConnectorParam = Annotated[list[str] | None, Query(max_length=MAX_FILTER_VALUES, description=_VALUES)]
+ProjectParam = Annotated[list[str] | None, Query(
+    max_length=MAX_FILTER_VALUES, description=f"at most {MAX_FILTER_VALUES} values, repeated (projects may contain commas)")]
+IntegrationParam = Annotated[list[str] | None, Query(alias="integrationId", max_length=MAX_FILTER_VALUES,
+                                                     description=_VALUES)]
+TagsParam = Annotated[list[str] | None, Query(
+    max_length=MAX_FILTER_TAGS,
+    description=f"Events carrying every one of these tags: at most {MAX_FILTER_TAGS}, repeated or comma-separated")]
+
+
+def _time(description: str):
+    return Query(min_length=10, max_length=40, description=description)
 
 
 @router.get("", response_model=EventPage, summary="The timeline: filtered events, newest first")
 def list_events(
     request: Request,
     principal: CurrentPrincipal,
-    connector: ListParam = None,
-    project: ListParam = None,
-    integration_id: Annotated[list[str] | None, Query(alias="integrationId")] = None,
-    tags: Annotated[list[str] | None, Query(description="Events carrying every one of these tags")] = None,
-    since: Annotated[str | None, Query(description="ISO 8601, inclusive")] = None,
-    until: Annotated[str | None, Query(description="ISO 8601, exclusive")] = None,
+    connector: ConnectorParam = None,
+    project: ProjectParam = None,
+    integration_id: IntegrationParam = None,
+    tags: TagsParam = None,
+    since: Annotated[str | None, _time("ISO 8601, inclusive")] = None,
+    until: Annotated[str | None, _time("ISO 8601, exclusive")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Free text over title, project and data")] = None,
     received_since: Annotated[str | None, Query(
-        alias="receivedSince",
+        alias="receivedSince", min_length=10, max_length=40,
         description="ISO 8601, inclusive: only events stored since then, whatever their timestamp "
         "(late arrivals included)")] = None,
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
@@ -211,12 +289,12 @@ def list_events(
 def events_histogram(
     request: Request,
     principal: CurrentPrincipal,
-    connector: ListParam = None,
-    project: ListParam = None,
-    integration_id: Annotated[list[str] | None, Query(alias="integrationId")] = None,
-    tags: ListParam = None,
-    since: Annotated[str | None, Query(description="ISO 8601; default until minus 24 h")] = None,
-    until: Annotated[str | None, Query(description="ISO 8601; default now")] = None,
+    connector: ConnectorParam = None,
+    project: ProjectParam = None,
+    integration_id: IntegrationParam = None,
+    tags: TagsParam = None,
+    since: Annotated[str | None, _time("ISO 8601; default until minus 24 h")] = None,
+    until: Annotated[str | None, _time("ISO 8601; default now")] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
     buckets: Annotated[int, Query(ge=1, le=MAX_HISTOGRAM_BUCKETS)] = 60,
     interval: Annotated[int | None, Query(ge=1, le=31536000, description="Bucket size in seconds")] = None,
@@ -247,10 +325,10 @@ def events_histogram(
 def events_facets(
     request: Request,
     principal: CurrentPrincipal,
-    connector: ListParam = None,
-    integration_id: Annotated[list[str] | None, Query(alias="integrationId")] = None,
-    since: Annotated[str | None, Query()] = None,
-    until: Annotated[str | None, Query()] = None,
+    connector: ConnectorParam = None,
+    integration_id: IntegrationParam = None,
+    since: Annotated[str | None, _time("ISO 8601, inclusive")] = None,
+    until: Annotated[str | None, _time("ISO 8601, exclusive")] = None,
 ):
     ctx = request.app.state.ctx
     filters = _filters(principal, connector, None, integration_id, None, since, until, None)
@@ -261,8 +339,11 @@ def events_facets(
 def get_event(event_id: str, request: Request, principal: CurrentPrincipal):
     ctx = request.app.state.ctx
     event = None
-    if event_id.isdigit() and len(event_id) < 19:
+    if event_id.isascii() and event_id.isdigit() and len(event_id) < 19:
         event = service.get_event(ctx.db, int(event_id), principal.tenant_id)
     if event is None:
         raise HTTPException(status_code=404, detail=f"event {event_id!r} not found")
     return JSONResponse(content=event)
+
+
+add_method_answers(router)

@@ -7,8 +7,9 @@ from fastapi.responses import JSONResponse
 
 from painchain_pipelines import __version__
 from painchain_pipelines.backend.migrate import current_revision, head_revision
+from painchain_pipelines.backend.routers.base import ApiRoute, add_method_answers
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=ApiRoute)
 
 
 @router.get("/health", summary="Service and database status (no authentication)")
@@ -45,3 +46,6 @@ def health(request: Request) -> JSONResponse:
             "authRequired": ctx.settings.auth_required,
         }
     )
+
+
+add_method_answers(router)

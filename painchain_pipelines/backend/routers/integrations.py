@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import func, select
 
 from painchain_pipelines.backend.auth import CurrentPrincipal, Principal, require_admin
+from painchain_pipelines.backend.database import dialect_insert
 from painchain_pipelines.backend.errors import field_error, not_found
 from painchain_pipelines.backend.models import (
     ConnectorType,
@@ -16,6 +17,7 @@ from painchain_pipelines.backend.models import (
     OrchestratorStatus,
     utcnow,
 )
+from painchain_pipelines.backend.routers.base import ApiRoute, add_method_answers
 from painchain_pipelines.backend.schemas.connector_types import ConfigSchema
 from painchain_pipelines.backend.schemas.integrations import (
     IntegrationCreate,
@@ -33,7 +35,7 @@ from painchain_pipelines.backend.services.integration_config import (
 from painchain_pipelines.backend.services.orchestrator import orchestrator_state
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/integrations", tags=["integrations"])
+router = APIRouter(prefix="/integrations", tags=["integrations"], route_class=ApiRoute)
 
 
 def _schemas(session, type_ids: set[str]) -> dict[str, ConfigSchema]:
@@ -176,8 +178,17 @@ def _failed_sources(stats: dict | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in failed.items()}
 
 
-def _load_visible(session, integration_id: str, principal: Principal) -> Integration:
-    row = session.get(Integration, integration_id)
+def _load_visible(session, integration_id: str, principal: Principal, *, lock: str | None = None) -> Integration:
+    """The integration, or a 404. In a write, `lock` holds it until the transaction ends
+    (PostgreSQL row locks; SQLite writers are serialised anyway): "update" for changing or
+    deleting the row itself, "share" for writing rows that refer to it (a concurrent deletion
+    then waits for us, or happened before and we answer 404)."""
+    if lock == "update":
+        row = session.get(Integration, integration_id, with_for_update=True)
+    elif lock == "share":
+        row = session.get(Integration, integration_id, with_for_update={"key_share": True})
+    else:
+        row = session.get(Integration, integration_id)
     if not _visible(row, principal):
         raise not_found("integration", integration_id)
     return row
@@ -197,7 +208,7 @@ def update_integration(integration_id: str, body: IntegrationUpdate, request: Re
     ctx = request.app.state.ctx
     config = _resolve_name(body.name, body.config)
     with ctx.db.write() as session:
-        row = _load_visible(session, integration_id, principal)
+        row = _load_visible(session, integration_id, principal, lock="update")
         if body.type is not None and body.type != row.type:
             raise field_error(("body", "type"), f"cannot change the type of an integration (it is {row.type!r})")
         schema = _schemas(session, {row.type})[row.type]
@@ -219,8 +230,10 @@ def update_integration(integration_id: str, body: IntegrationUpdate, request: Re
 )
 def delete_integration(integration_id: str, request: Request, principal: CurrentPrincipal):
     ctx = request.app.state.ctx
-    with ctx.db.write() as session:
-        row = _load_visible(session, integration_id, principal)
+    # Deleting takes as long as deleting all its events takes: no time budget (it must not fail
+    # for that, and a retry would take as long).
+    with ctx.db.write(unlimited=True) as session:
+        row = _load_visible(session, integration_id, principal, lock="update")
         session.delete(row)
     log.info("deleted integration %s", integration_id)
     return Response(status_code=204)
@@ -259,11 +272,15 @@ def put_sync(integration_id: str, body: SyncReport, request: Request, principal:
         raise field_error(("body", "error"), "is required when status is error")
     now = utcnow()
     with request.app.state.ctx.db.write() as session:
-        _load_visible(session, integration_id, principal)
-        row = session.get(IntegrationSync, integration_id)
-        if row is None:
-            row = IntegrationSync(integration_id=integration_id, state={})
-            session.add(row)
+        _load_visible(session, integration_id, principal, lock="share")
+        # The first report may come from several callers at once (and the orchestrator's): the
+        # record is created by whoever comes first, then updated under its row lock.
+        session.execute(
+            dialect_insert(session, IntegrationSync)
+            .values(integration_id=integration_id, state={}, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["integration_id"])
+        )
+        row = session.get(IntegrationSync, integration_id, with_for_update=True, populate_existing=True)
         if body.state is not None:
             row.state = body.state
         if body.status is not None:
@@ -277,3 +294,6 @@ def put_sync(integration_id: str, body: SyncReport, request: Request, principal:
         row.updated_at = now
         session.flush()
         return _sync_out(integration_id, row)
+
+
+add_method_answers(router)

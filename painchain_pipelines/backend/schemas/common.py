@@ -30,12 +30,17 @@ def parse_iso8601(value: str) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{value!r} is not an ISO 8601 timestamp (e.g. 2025-01-01T12:00:00Z)") from None
+        raise ValueError("is not an ISO 8601 timestamp (e.g. 2025-01-01T12:00:00Z)") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    if not 1970 <= parsed.astimezone(dt.timezone.utc).year <= 2200:
+    # Checked before converting: an offset can move a moment past year 1 or 9999, which Python
+    # cannot represent (9999-12-31T23:59:59-01:00 is in year 10000 in UTC).
+    if not 1969 <= parsed.year <= 2201:
         raise ValueError("must be between 1970 and 2200")
-    return parsed.astimezone(dt.timezone.utc)
+    utc = parsed.astimezone(dt.timezone.utc)
+    if not 1970 <= utc.year <= 2200:
+        raise ValueError("must be between 1970 and 2200")
+    return utc
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)

@@ -26,7 +26,7 @@ class ConfigField(BaseModel):
     key: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
     label: str = Field(min_length=1, max_length=200)
     type: Literal["text", "textarea", "password", "number", "checkbox", "select"]
-    required: bool = False
+    required: bool = Field(default=False, strict=True)
     placeholder: str | None = Field(default=None, max_length=2000)
     help: str | None = Field(default=None, max_length=4000)
     default: Any = None
@@ -38,6 +38,10 @@ class ConfigField(BaseModel):
     # e.g. {"type": "array", "items": {"type": "string"}}, so that a JSON string where a list
     # belongs is a 422 naming the field, not a failing sync later.
     jsonSchema: dict[str, Any] | None = None
+    # Our extension: the password fields whose secret is sent wherever this field points (a base
+    # URL, a server). When this field changes, those secrets must be entered again, so that
+    # whoever may edit an integration but not read its secrets cannot redirect them elsewhere.
+    guardsSecrets: list[str] | None = None
 
     @model_validator(mode="after")
     def _options_for_select(self) -> "ConfigField":
@@ -71,6 +75,11 @@ class ConfigSchema(BaseModel):
             if f.key in seen:
                 raise ValueError(f"duplicate field key {f.key!r}")
             seen.add(f.key)
+        secrets = {f.key for f in fields if f.type == "password"}
+        for f in fields:
+            unknown = [key for key in f.guardsSecrets or [] if key not in secrets]
+            if unknown:
+                raise ValueError(f"field {f.key!r}: guardsSecrets names {unknown}, which are not password fields")
         return fields
 
     def field(self, key: str) -> ConfigField | None:

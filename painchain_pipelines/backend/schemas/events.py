@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -32,7 +32,8 @@ class EventIn(ApiModel):
     )
     integration_id: str = Field(min_length=1, max_length=64, pattern=NOT_BLANK)
     data: dict[str, Any] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list, max_length=MAX_EVENT_TAGS)
+    tags: list[Annotated[str, Field(min_length=1, max_length=100, pattern=NOT_BLANK)]] = Field(
+        default_factory=list, max_length=MAX_EVENT_TAGS)
 
     @field_validator("timestamp", mode="before")
     @classmethod

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, exists, func, insert, literal, select, text, tuple_
+from sqlalchemy import BigInteger, exists, func, insert, literal, select, text, tuple_, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -19,6 +20,7 @@ from painchain_pipelines.backend.database import Database
 from painchain_pipelines.backend.models import Event, EventCount, EventTag, Integration
 from painchain_pipelines.backend.schemas.common import iso_from_ms, to_epoch_ms
 from painchain_pipelines.backend.schemas.events import EventIn
+from painchain_pipelines.backend.services.json_input import INT_MIN, MAX_JSON_DEPTH, TOO_DEEP, JsonProblem
 
 SEARCH_TEXT_LIMIT = 8192
 
@@ -46,23 +48,31 @@ def merge_tags(integration_tags: Sequence[Any], event_tags: Sequence[str]) -> li
     return merged
 
 
-def build_search_text(title: str, project: str, data: dict[str, Any]) -> str:
-    """Lower-cased title, project and every scalar value in data (not the keys), capped."""
+def build_search_text(title: str, project: str, data: dict[str, Any], *, depth: int = 2) -> str:
+    """Lower-cased title, project and every scalar value in data (not the keys), capped.
+
+    The same walk checks how deep data nests (it is at level `depth`, counting from the event):
+    raises JsonProblem past MAX_JSON_DEPTH, so that what is stored can always be read back.
+    """
     parts = [title, project]
-    size = len(title) + len(project)
-    stack = [data]
-    while stack and size < SEARCH_TEXT_LIMIT:
-        value = stack.pop()
-        if isinstance(value, str):
-            parts.append(value)
-            size += len(value) + 1
-        elif isinstance(value, dict):
-            stack.extend(reversed(value.values()))
-        elif isinstance(value, list):
-            stack.extend(reversed(value))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            parts.append(str(value))
+    _collect_text(data, depth, parts, len(title) + len(project))
     return "\n".join(parts)[:SEARCH_TEXT_LIMIT].lower()
+
+
+def _collect_text(container: dict | list, level: int, parts: list[str], size: int) -> int:
+    for value in container.values() if type(container) is dict else container:
+        kind = type(value)
+        if kind is str:
+            if size < SEARCH_TEXT_LIMIT:
+                parts.append(value)
+                size += len(value) + 1
+        elif kind is dict or kind is list:
+            if level >= MAX_JSON_DEPTH:
+                raise JsonProblem((), TOO_DEEP)
+            size = _collect_text(value, level + 1, parts, size)
+        elif (kind is int or kind is float) and size < SEARCH_TEXT_LIMIT:
+            parts.append(str(value))
+    return size
 
 
 @functools.cache
@@ -127,12 +137,16 @@ def _ingest_once(
 ) -> list[IngestResult]:
     results: list[IngestResult | None] = [None] * len(events)
     received_ms = int(time.time() * 1000)
-    wanted = {e.integration_id for e in events}
-    with db.write_connection() as conn:
+    # PostgreSQL cannot even compare a NUL character: such ids are answered without a lookup.
+    wanted = {e.integration_id for e in events if "\x00" not in e.integration_id}
+    with db.write_connection(api=True) as conn:
         integrations = {row.id: row for row in conn.execute(_SELECT_INTEGRATIONS.where(Integration.id.in_(wanted)))}
         rows: list[dict[str, Any]] = []
         row_positions: list[int] = []
         for position, event in enumerate(events):
+            if "\x00" in event.integration_id:
+                results[position] = _invalid("integrationId", "must not contain NUL (\\u0000) characters")
+                continue
             integration = integrations.get(event.integration_id)
             if integration is None or (tenant_scope is not None and integration.tenant_id != tenant_scope):
                 results[position] = _invalid(
@@ -144,6 +158,13 @@ def _ingest_once(
                     "connector",
                     f"must be {integration.type!r}, the type of integration {event.integration_id!r}",
                 )
+                continue
+            # One walk of data: the search text, and the nesting checked before anything
+            # serialises it.
+            try:
+                search_text = build_search_text(event.title, event.project, event.data)
+            except JsonProblem as problem:
+                results[position] = _invalid("data", problem.msg)
                 continue
             blob = orjson.dumps(event.data)
             if len(blob) > max_data_bytes:
@@ -169,7 +190,7 @@ def _ingest_once(
                 "received_at": received_ms,
                 "data": event.data,
                 "tags": merge_tags((integration.config or {}).get("tags") or [], event.tags),
-                "search_text": build_search_text(event.title, event.project, event.data),
+                "search_text": search_text,
             })
             row_positions.append(position)
 
@@ -229,13 +250,48 @@ def encode_cursor(ts: int, event_id: int) -> str:
     return base64.urlsafe_b64encode(f"{ts}:{event_id}".encode()).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"^(-?[0-9]{1,19}):([0-9]{1,19})$")
+BIGINT_MAX = 2**63 - 1
+
+
 def decode_cursor(cursor: str) -> tuple[int, int]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts, event_id = raw.split(":")
-        return int(ts), int(event_id)
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor("is not a cursor returned by this API") from None
+    match = _CURSOR.match(raw)
+    if match is None:
+        raise InvalidCursor("is not a cursor returned by this API")
+    ts, event_id = int(match[1]), int(match[2])
+    if not (INT_MIN <= ts <= BIGINT_MAX and event_id <= BIGINT_MAX):
+        raise InvalidCursor("is not a cursor returned by this API")
+    return ts, event_id
+
+
+# Tag filters ("events carrying every one of these tags"). One EXISTS per tag lets the planner
+# drive the query from the rarest tag, but PostgreSQL plans n semi-joins in O(n^2) or worse
+# (80 tags: 2 s of planning). So at most EXISTS_TAGS tags get their own EXISTS (the rarest, by a
+# bounded count), and any further ones are checked together by one per-row count over
+# event_tags' primary key: planning stays constant whatever the number of tags (capped by the API).
+EXISTS_TAGS = 3
+TAG_PROBE_LIMIT = 1000
+
+
+def order_tags_by_rarity(session, tags: list[str]) -> list[str] | None:
+    """`tags` (distinct) rarest first, counting each up to TAG_PROBE_LIMIT events (one statement
+    of bounded index range scans); None when one of them is on no event (nothing can match)."""
+    if len(tags) < 2:
+        return tags
+    probes = [
+        select(literal(i).label("i"), func.count().label("n")).select_from(
+            select(literal(1).label("one")).where(EventTag.tag == tag).limit(TAG_PROBE_LIMIT).subquery()
+        )
+        for i, tag in enumerate(tags)
+    ]
+    counts = {int(i): int(n) for i, n in session.execute(union_all(*probes)).all()}
+    if any(counts.get(i, 0) == 0 for i in range(len(tags))):
+        return None
+    return [tags[i] for i in sorted(range(len(tags)), key=lambda i: counts[i])]
 
 
 @dataclass
@@ -249,6 +305,14 @@ class EventFilter:
     until_ms: int | None = None
     received_since_ms: int | None = None
     text: str | None = None
+
+    def prepare(self, session) -> bool:
+        """Order the tags for the query (rarest first); False when nothing can match."""
+        ordered = order_tags_by_rarity(session, list(dict.fromkeys(self.tags)))
+        if ordered is None:
+            return False
+        self.tags = ordered
+        return True
 
     @property
     def ts(self):
@@ -274,8 +338,12 @@ class EventFilter:
                 conds.append(column == values[0])
             elif values:
                 conds.append(column.in_(values))
-        for tag in self.tags:
+        for tag in self.tags[:EXISTS_TAGS]:
             conds.append(exists().where(EventTag.event_id == Event.id, EventTag.tag == tag))
+        rest = self.tags[EXISTS_TAGS:]
+        if rest:
+            carried = select(func.count()).where(EventTag.event_id == Event.id, EventTag.tag.in_(rest))
+            conds.append(carried.scalar_subquery() == len(rest))
         if self.since_ms is not None:
             conds.append(self.ts >= self.since_ms)
         if self.until_ms is not None:
@@ -321,12 +389,15 @@ def event_to_dict(row) -> dict[str, Any]:
 def list_events(
     db: Database, filters: EventFilter, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    stmt = select(*EVENT_COLUMNS).where(*filters.conditions())
-    if cursor:
-        ts, event_id = decode_cursor(cursor)
-        stmt = stmt.where(tuple_(filters.ts, filters.order_id) < tuple_(literal(ts), literal(event_id)))
-    stmt = stmt.order_by(filters.ts.desc(), filters.order_id.desc()).limit(limit + 1)
+    position = decode_cursor(cursor) if cursor else None
     with db.read() as session:
+        if not filters.prepare(session):
+            return [], None
+        stmt = select(*EVENT_COLUMNS).where(*filters.conditions())
+        if position is not None:
+            ts, event_id = position
+            stmt = stmt.where(tuple_(filters.ts, filters.order_id) < tuple_(literal(ts), literal(event_id)))
+        stmt = stmt.order_by(filters.ts.desc(), filters.order_id.desc()).limit(limit + 1)
         rows = session.execute(stmt).all()
     next_cursor = encode_cursor(rows[limit - 1].ts, rows[limit - 1].id) if len(rows) > limit else None
     return [event_to_dict(r) for r in rows[:limit]], next_cursor
@@ -376,7 +447,9 @@ def histogram(
             and not (filters.projects or filters.tags or filters.text)
             and first_hour < last_hour
         )
-        if rollup:
+        if not filters.prepare(session):
+            pass  # a tag on no event: every bucket is empty
+        elif rollup:
             _count_rollup(session, filters, first_hour, last_hour, bucket_ms, counted)
             for lo, hi in ((since, first_hour), (last_hour, until)):
                 if lo < hi:
@@ -435,14 +508,16 @@ FACET_SAMPLE = 5000
 def facets(db: Database, filters: EventFilter, limit: int = 100) -> dict[str, Any]:
     """Most frequent projects and tags among the newest FACET_SAMPLE matching events: bounded
     work whatever the range, and what people are most likely to filter on."""
-    newest = (
-        select(Event.id, Event.project)
-        .where(*filters.conditions())
-        .order_by(Event.ts.desc(), Event.id.desc())
-        .limit(FACET_SAMPLE)
-        .subquery()
-    )
     with db.read() as session:
+        if not filters.prepare(session):
+            return {"sample": 0, "projects": [], "tags": []}
+        newest = (
+            select(Event.id, Event.project)
+            .where(*filters.conditions())
+            .order_by(Event.ts.desc(), Event.id.desc())
+            .limit(FACET_SAMPLE)
+            .subquery()
+        )
         sample = session.scalar(select(func.count()).select_from(newest))
         projects = session.execute(
             select(newest.c.project, func.count().label("n")).group_by(newest.c.project)

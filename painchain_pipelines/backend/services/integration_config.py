@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import secrets
@@ -13,6 +12,7 @@ from typing import Any
 from painchain_pipelines.backend.crypto import MASK, SecretBox, SecretDecryptionError, is_encrypted
 from painchain_pipelines.backend.errors import field_errors
 from painchain_pipelines.backend.schemas.connector_types import ConfigField, ConfigSchema
+from painchain_pipelines.backend.services.json_input import BIG_INT, INT_MAX, INT_MIN, parse_json_text
 from painchain_pipelines.backend.services.json_values import schema_problem
 
 # Always required, whatever the schema says (the connector guide's standard fields).
@@ -49,9 +49,9 @@ def normalize_tags(value: Any) -> list[str]:
     """`tags` is a JSON array of strings (given as a list or as JSON text). Raises ValueError."""
     if isinstance(value, str):
         try:
-            value = json.loads(value) if value.strip() else []
-        except json.JSONDecodeError as exc:
-            raise ValueError(f'must be a JSON array of strings, e.g. ["production"]: {exc.msg}') from None
+            value = parse_json_text(value) if value.strip() else []
+        except ValueError as exc:
+            raise ValueError(f'must be a JSON array of strings, e.g. ["production"]: {exc}') from None
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
         raise ValueError('must be a JSON array of strings, e.g. ["production", "backend"]')
     tags: list[str] = []
@@ -99,12 +99,7 @@ def _coerce(field: ConfigField, value: Any) -> Any:
             raise ValueError("is too long")
         looks_json = value.lstrip()[:1] in ("[", "{")
         if field.format == "json" or (field.format is None and looks_json):
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-                ) from None
+            return parse_json_text(value)
         return value
     if field.type == "number":
         if isinstance(value, bool):
@@ -116,6 +111,8 @@ def _coerce(field: ConfigField, value: Any) -> Any:
                 raise ValueError("must be a number") from None
         if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
             raise ValueError("must be a number")
+        if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+            raise ValueError(BIG_INT)
         return value
     if field.type == "checkbox":
         if isinstance(value, bool):
@@ -179,9 +176,35 @@ def validate_config(
                 raise ValueError(problem)
         except ValueError as exc:
             errors.append({"loc": (*loc, field.key), "msg": f"{field.label} {exc}", "type": "value_error"})
+    if previous is not None:
+        errors.extend(_secrets_to_reenter(fields, config, result, previous, loc))
     if errors:
         raise field_errors(errors)
     return result
+
+
+def _kept_secret(value: Any) -> bool:
+    return _blank(value) or value == MASK
+
+
+def _secrets_to_reenter(fields: list[ConfigField], config: dict[str, Any], result: dict[str, Any],
+                        previous: dict[str, Any], loc: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A stored secret goes only where it was entered for: when a field that decides where it is
+    sent changes, the secret must come with the change."""
+    labels = {f.key: f.label for f in fields}
+    errors = []
+    for field in fields:
+        if not field.guardsSecrets or result.get(field.key) == previous.get(field.key):
+            continue
+        for secret in field.guardsSecrets:
+            if _kept_secret(config.get(secret)) and not _blank(previous.get(secret)):
+                errors.append({
+                    "loc": (*loc, secret),
+                    "msg": f"{labels.get(secret, secret)} must be entered again: {field.label} changed, and a "
+                           "stored secret is only sent where it was entered for",
+                    "type": "value_error",
+                })
+    return errors
 
 
 ID_SLUG_LENGTH = 40

@@ -20,6 +20,17 @@ def check_json_schema(schema: dict[str, Any]) -> None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise ValueError(f"jsonSchema is not a valid JSON Schema: {exc.message}") from None
+    # A valid schema can still refer to itself without end ({"$ref": "#"}): try it on one value
+    # of each JSON type.
+    validator = Draft202012Validator(schema)
+    for probe in (None, True, 0, 0.5, "", [], {}):
+        try:
+            best_match(validator.iter_errors(probe))
+        except RecursionError:
+            raise ValueError(ENDLESS) from None
+
+
+ENDLESS = "jsonSchema refers to itself without end (e.g. {\"$ref\": \"#\"})"
 
 
 @functools.lru_cache(maxsize=256)
@@ -34,7 +45,10 @@ def json_type(value: Any) -> str:
 def schema_problem(schema: dict[str, Any], value: Any, example: str | None = None) -> str | None:
     """None when `value` matches `schema`, else one sentence ("must be a JSON array, e.g. [...]")."""
     validator = _validator(json.dumps(schema, sort_keys=True))
-    error = best_match(validator.iter_errors(value))
+    try:
+        error = best_match(validator.iter_errors(value))
+    except RecursionError:
+        return f"cannot be checked: its {ENDLESS}"
     if error is None:
         return None
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)

@@ -364,6 +364,29 @@ async function renderForm(main, { navigate, showError }, { typeId, integrationId
     }
   }
 
+  // A field that decides where secrets are sent (guardsSecrets): when it changes, those secrets
+  // must be typed again (the API refuses otherwise), so the form asks for them at once.
+  const original = new Map(fields.map((f) => [f.key, controls.get(f.key).value]));
+  const guards = fields.filter((f) => integration && (f.guardsSecrets || []).length);
+  function secretsToReenter() {
+    const needed = new Map();
+    for (const guard of guards) {
+      if (controls.get(guard.key).value.trim() === String(original.get(guard.key)).trim()) continue;
+      for (const key of guard.guardsSecrets) if (integration.config[key]) needed.set(key, guard.label);
+    }
+    return needed;
+  }
+  function markSecretsToReenter() {
+    const needed = secretsToReenter();
+    for (const field of fields.filter((f) => f.type === "password" && integration && integration.config[f.key])) {
+      const control = controls.get(field.key);
+      const because = needed.get(field.key);
+      control.placeholder = because ? `Required — ${because} changed` : "Unchanged — type to replace";
+      if (because) control.setAttribute("aria-required", "true"); else if (!field.required) control.removeAttribute("aria-required");
+    }
+  }
+  for (const guard of guards) controls.get(guard.key).addEventListener("input", markSecretsToReenter);
+
   function setError(key, message) {
     const error = errors.get(key);
     const control = controls.get(key);
@@ -384,11 +407,13 @@ async function renderForm(main, { navigate, showError }, { typeId, integrationId
       else value = control.value;
       let problem = null;
       if (field.type === "password" && integration && value === "") {
-        continue; // keeps the stored secret
+        const because = secretsToReenter().get(field.key);
+        if (!because) continue; // keeps the stored secret
+        problem = `${field.label} must be entered again: ${because} changed`;
       }
-      if (field.type !== "checkbox" && field.required && String(value).trim() === "") {
+      if (!problem && field.type !== "checkbox" && field.required && String(value).trim() === "") {
         problem = `${field.label} is required` + (field.key === "tags" ? ` (use [] for none)` : "");
-      } else if (field.type !== "checkbox") {
+      } else if (!problem && field.type !== "checkbox") {
         problem = valueProblem(field, value);
       }
       setError(field.key, problem);
