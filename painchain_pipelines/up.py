@@ -21,7 +21,7 @@ import requests
 
 from painchain_pipelines.connectors.backend_client import BackendClient, BackendError, BackendUnavailable
 from painchain_pipelines.connectors.registration import RegistrationFailed, available_connectors, register
-from painchain_pipelines.paths import PROJECT_ROOT, data_dir
+from painchain_pipelines.paths import PROJECT_ROOT, data_dir, private_dir
 
 log = logging.getLogger("painchain.up")
 LOCATION_NAME = "painchain"  # as in workspace.yaml
@@ -106,7 +106,8 @@ def start_dagster(host: str, dagster_port: int, env: dict[str, str]) -> list[Chi
     workspace.write_text("load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
                          f"      port: {grpc_port}\n      location_name: {LOCATION_NAME}\n")
     grpc = ["-w", str(workspace)]
-    webserver = Child("Dagster webserver", [sys.executable, "-m", "dagster_webserver", *grpc,
+    # Dagster's webserver behind our Host allow-list and Origin check (it has no authentication).
+    webserver = Child("Dagster webserver", [sys.executable, "-m", "painchain_pipelines.dagster_ui", *grpc,
                                             "-h", host, "-p", str(dagster_port)], env, stop_signal=signal.SIGINT)
     daemon = Child("Dagster daemon", [_script("dagster-daemon"), "run", *grpc], env,
                    stop_signal=signal.SIGINT)
@@ -125,8 +126,7 @@ def run(host: str, port: int, dagster_port: int) -> int:
             log.error("port %s on %s (for the %s) is already in use, by another PainChain or another program; "
                       "stop it or choose another port with %s", number, host, name, option)
             return 1
-    directory = data_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(data_dir())
     dagster_home = directory / "dagster"
     dagster_home.mkdir(exist_ok=True)
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
@@ -148,6 +148,7 @@ def run(host: str, port: int, dagster_port: int) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGHUP, request_stop)  # the terminal closed: stop the children too
 
     backend = Child("backend", [sys.executable, "-m", "painchain_pipelines", "backend",
                                 "--host", host, "--port", str(port)], env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,13 +49,30 @@ class PostStats:
         self.invalid_examples.extend(other.invalid_examples[: 5 - len(self.invalid_examples)])
 
 
+class _CountingRetry(Retry):
+    """urllib3 Retry that counts, per thread, the attempts it retried: a sync runs in one thread,
+    so the count of a sync is exact even when a batch run syncs many integrations at once."""
+
+    _counts = threading.local()
+
+    def increment(self, *args: Any, **kwargs: Any) -> Retry:
+        retry = super().increment(*args, **kwargs)
+        _CountingRetry._counts.value = retried_in_this_thread() + 1
+        return retry
+
+
+def retried_in_this_thread() -> int:
+    """How many backend requests this thread retried so far."""
+    return getattr(_CountingRetry._counts, "value", 0)
+
+
 class BackendClient:
     def __init__(self, api_url: str, token: str | None = None, *, timeout: float = 30.0, retries: int = 5):
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
         # Event posts are idempotent (the backend deduplicates), so POST is retried like GET.
-        retry = Retry(
+        retry = _CountingRetry(
             total=retries,
             connect=retries,
             read=retries,

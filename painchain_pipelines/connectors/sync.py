@@ -20,6 +20,7 @@ from painchain_pipelines.connectors.backend_client import (
     BackendUnavailable,
     EventBuffer,
     PostStats,
+    retried_in_this_thread,
 )
 from painchain_pipelines.connectors.base import (
     AuthError,
@@ -48,6 +49,7 @@ class SyncOutcome:
     covered: list[TimeWindow] = field(default_factory=list)
     stats: SyncStats = field(default_factory=SyncStats)
     posted: PostStats = field(default_factory=PostStats)
+    backend_retries: int = 0
     duration_s: float = 0.0
     error: str | None = None
     error_kind: ErrorKind | None = None
@@ -78,6 +80,7 @@ class SyncOutcome:
             "apiRequests": self.stats.api_requests,
             "notModified": self.stats.not_modified,
             "retries": self.stats.retries,
+            "backendRetries": self.backend_retries,
             "rateLimitRemaining": self.stats.rate_limit_remaining,
             "durationSeconds": round(self.duration_s, 3),
         }
@@ -94,6 +97,7 @@ def run_sync(
     """A live sync (windows None: continue from the saved state) or a sync of the given windows."""
     outcome = SyncOutcome(integration_id=integration_id, mode="window" if windows else "live")
     started = time.perf_counter()
+    backend_retries_before = retried_in_this_thread()
     integration = None
     try:
         integration = client.get_integration(connector.id, integration_id)
@@ -138,6 +142,7 @@ def run_sync(
         outcome.error = f"integration {_label(integration, integration_id)}: {type(exc).__name__}: {exc}"
     finally:
         outcome.duration_s = time.perf_counter() - started
+        outcome.backend_retries = retried_in_this_thread() - backend_retries_before
     if outcome.error and integration is not None:
         _report_failure(client, integration, outcome)
     return outcome

@@ -105,10 +105,6 @@ def windows_for(dates: Iterable[dt.date], now: dt.datetime) -> list[TimeWindow]:
 # ---------------------------------------------------------------------------- the asset
 
 
-class RetryableSyncError(Exception):
-    """Raised for timeouts / 5xx / an unreachable backend: Dagster's RetryPolicy retries it."""
-
-
 CHECK_SPECS = {
     "events_stored_cleanly": "Every event the connector produced was accepted by the backend (0 invalid).",
     "sources_accessible": "Every configured source (repository, project, cluster) could be read.",
@@ -218,9 +214,10 @@ def _raise_for(context, connector: Connector, failures: list[SyncOutcome], outco
             raise dg.RetryRequested(max_retries=8, seconds_to_wait=wait_s)
         raise dg.Failure(description=_defer(context, connector.id, wait_s, message, live), allow_retries=False,
                          metadata=_metadata(outcomes))
-    if any(o.retryable for o in failures):
-        raise RetryableSyncError(message)
-    raise dg.Failure(description=message, allow_retries=False, metadata=_metadata(outcomes))
+    # Timeouts, 5xx, an unreachable backend: the RetryPolicy tries again. Either way the failed
+    # attempt keeps its figures (requests, retries) in the run's event log.
+    retryable = any(o.retryable for o in failures)
+    raise dg.Failure(description=message, allow_retries=retryable, metadata=_metadata(outcomes))
 
 
 def full_days(window: TimeWindow) -> list[dt.date]:
@@ -318,6 +315,7 @@ def _metadata(outcomes: list[SyncOutcome]) -> dict:
         "api_requests": total("apiRequests"),
         "api_not_modified_304": total("notModified"),
         "api_retries": total("retries"),
+        "backend_retries": total("backendRetries"),
         "duration_seconds": dg.MetadataValue.float(round(sum(r["durationSeconds"] for r in reports), 3)),
     }
     if remaining:

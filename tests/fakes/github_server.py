@@ -52,6 +52,7 @@ RUN_CONCLUSIONS = {
     "startup_failure",
 }
 UTC = timezone.utc
+DROPPED = 0  # a fault "status": close the connection without answering
 
 
 # --------------------------------------------------------------------------------------------
@@ -996,6 +997,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         resp = self.server.fake._handle_request(method, self.path, self.headers)
+        if resp.status == DROPPED:  # the connection breaks before any answer
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.send_response(resp.status)
         for k, v in resp.headers.items():
             self.send_header(k, v)
@@ -1156,6 +1161,10 @@ class FakeGitHub:
                 "documentation_url": DOCS_URL}
         with self._lock:
             self._faults.append(_Fault(count, status, path_contains, dict(headers or {}), body))
+
+    def drop_next(self, count: int = 1, path_contains: str | None = None) -> None:
+        """The next matching requests get no answer: the connection is closed under them."""
+        self.fail_next(count, DROPPED, path_contains, body={})
 
     def secondary_rate_limit_next(self, retry_after: int = 60, path_contains: str | None = None) -> None:
         self.fail_next(1, 403, path_contains, headers={"Retry-After": str(retry_after)},

@@ -64,7 +64,7 @@ def test_registration_retries_five_times_then_fails_clearly():
     assert "after 5 attempts" in str(excinfo.value)
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "sigterm", "sighup"])
 def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path, stop_signal):
     up = PainchainUp(tmp_path)
     try:
@@ -113,6 +113,19 @@ def test_shipped_instance_config_limits_runs_per_integration(tmp_path, monkeypat
             {"key": "dagster/partition/integration", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
         assert instance.run_coordinator.dequeue_use_threads is True
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.run_retries_retry_on_asset_or_op_failure is False
+        # A run whose process died is detected (tests/orchestration/test_killed_processes.py): the
+        # launcher can check its worker, and the monitoring daemon runs (it is among the daemons).
+        from painchain_pipelines.run_launcher import LocalRunLauncher
+
+        assert type(instance.run_launcher) is LocalRunLauncher
+        assert instance.run_launcher.supports_check_run_worker_health
+        assert instance.run_monitoring_enabled and "MONITORING" in instance.get_required_daemon_types()
+        assert instance.run_monitoring_poll_interval_seconds == 30
+        assert instance.run_monitoring_start_timeout_seconds == 120
+        assert instance.run_monitoring_cancel_timeout_seconds == 180
+        assert instance.run_monitoring_max_resume_run_attempts == 0  # the launcher cannot resume runs
+        assert instance.run_monitoring_max_runtime_seconds == 0  # long backfills are not cut short
 
 
 def test_painchain_up_exits_clearly_when_registration_fails(tmp_path):

@@ -481,3 +481,28 @@ def test_a_backfill_runs_side_by_side_with_a_live_sync_of_the_same_integration(w
     assert again.asset_materializations_for_node("github_events")[0].metadata["events_created"].value == 0
     result, _ = tick(github_live_sensor, world)
     assert result.run_requests == []
+
+
+def test_every_retry_is_counted_in_the_run_metadata(world):
+    """Faults of every kind, each retried in place: the materialization counts each one, on the
+    GitHub side and on the backend side."""
+    repo = world.fake.add_repo("octo/app")
+    sha = repo.add_commit(message="x", authored_at=world.fake.now() - H)
+    integration = world.create_integration(["octo/app"])
+    world.add_partition(integration["id"])
+    for status in (502, 500, 503, 429):
+        world.fake.fail_next(1, status=status, path_contains="/commits")
+    world.fake.fail_next(2, status=502, path_contains="/pulls")
+    world.fake.secondary_rate_limit_next(retry_after=1, path_contains="/releases")
+    world.fake.drop_next(2, path_contains="/deployments")
+    world.fake.fail_next(3, status=500, path_contains="/actions/runs")
+    github_faults = 4 + 2 + 1 + 2 + 3
+    world.backend.fail_next(2, status=503, path_contains="/events/batch")
+    world.backend.fail_next(1, status=502, path_contains="/sync")
+    run = world.materialize(integration["id"], live=True)
+    assert not [e for e in run.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]  # all retried in place
+    metadata = {k: v.value for k, v in run.asset_materializations_for_node("github_events")[0].metadata.items()}
+    assert metadata["api_retries"] == github_faults
+    assert metadata["backend_retries"] == 3
+    assert metadata["api_requests"] == len([r for r in world.fake.requests if r.path.startswith("/repos")])
+    assert set(world.events(integration["id"])) == {f"github:octo/app:commit:{sha}"}

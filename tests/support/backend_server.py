@@ -13,6 +13,36 @@ from painchain_pipelines.backend.app import create_app
 from painchain_pipelines.backend.config import BackendSettings
 
 
+class _Faults:
+    """ASGI wrapper answering the next matching requests with an error status (a failing proxy
+    or database in front of the real app)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.pending: list[list] = []  # [count, status, path fragment or None]
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope, receive, send):
+        status = self._take(scope) if scope["type"] == "http" else None
+        if status is None:
+            await self.app(scope, receive, send)
+            return
+        body = b'{"detail": "injected fault"}'
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _take(self, scope) -> int | None:
+        with self.lock:
+            for fault in self.pending:
+                if fault[2] is None or fault[2] in scope["path"]:
+                    fault[0] -= 1
+                    if fault[0] <= 0:
+                        self.pending.remove(fault)
+                    return fault[1]
+        return None
+
+
 class BackendServer:
     def __init__(self, settings: BackendSettings):
         self.settings = settings
@@ -22,7 +52,8 @@ class BackendServer:
 
     def start(self, port: int = 0) -> "BackendServer":
         app = self.app = create_app(self.settings)
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        self._faults = _Faults(app)
+        config = uvicorn.Config(self._faults, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="backend-server", daemon=True)
         self._thread.start()
@@ -47,6 +78,11 @@ class BackendServer:
     @property
     def api_url(self) -> str:
         return self.url + "/api"
+
+    def fail_next(self, count: int = 1, status: int = 503, path_contains: str | None = None) -> None:
+        """The next `count` requests whose path contains `path_contains` get `status`."""
+        with self._faults.lock:
+            self._faults.pending.append([count, status, path_contains])
 
     def app_db(self):
         """The running app's database (for tests that set up states the API cannot)."""

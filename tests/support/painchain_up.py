@@ -85,6 +85,10 @@ class PainchainUp(PainchainProcess):
         self.wait_for(lambda: answers(self.dagster_url + "/server_info"), "the Dagster UI", seconds)
 
     def wait_for_ticks(self, name: str, count: int = 1, seconds: float = 180) -> None:
+        # Only once Dagster answers: its storage is then created (by the code server). Opening a
+        # storage another process is creating can break it (two Alembic heads, dagster#27390).
+        self.wait_for_dagster(seconds)
+
         def ticked() -> bool:
             try:
                 return sum(tick_history(self.dagster_home).get(name, {}).values()) >= count

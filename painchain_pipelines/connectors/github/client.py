@@ -61,7 +61,9 @@ class BoundedRetry(GithubRetry):
     def increment(self, *args: Any, **kwargs: Any):
         retry = super().increment(*args, **kwargs)
         if self.stats is not None:
+            # The attempt that failed was a request too; PyGithub only reports the final answer.
             self.stats.retries += 1
+            self.stats.api_requests += 1
         return retry
 
     def get_retry_after(self, response) -> float | None:
