@@ -5,11 +5,10 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
 import requests
 
-from tests.support.painchain_up import PainchainProcess, free_port, user_env
+from tests.support.painchain_up import PainchainBackend, user_env
 
 
 def mode(path) -> int:
@@ -17,19 +16,9 @@ def mode(path) -> int:
 
 
 def test_painchain_backend_creates_a_private_data_directory(tmp_path):
-    port = free_port()
-    backend = PainchainProcess(tmp_path, "backend", "--port", str(port), name="backend")
-    api = f"http://127.0.0.1:{port}/api"
+    backend = PainchainBackend(tmp_path).wait_for_api()
+    api = backend.api
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(api + "/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, backend.output()
-            time.sleep(0.2)
         # a write, so that SQLite has its -wal and -shm files
         assert requests.post(api + "/integrations/types/register", timeout=10, json={
             "id": "perm", "displayName": "Perm", "configSchema": {"fields": []}}).status_code == 201

@@ -15,7 +15,7 @@ import requests
 from painchain_pipelines.paths import METADATA_DIR
 from tests.fakes.github_server import FakeGitHub
 from tests.support.dagster_ticks import assert_no_failed_ticks
-from tests.support.painchain_up import PainchainProcess, PainchainUp, free_port, user_env
+from tests.support.painchain_up import PainchainBackend, PainchainProcess, PainchainUp, free_port, user_env
 
 pytestmark = pytest.mark.slow
 
@@ -59,18 +59,9 @@ def stop_cleanly(up: PainchainUp) -> None:
     assert TOKEN not in up.output()
 
 
-def backend_alone(workdir, env=None) -> tuple[PainchainProcess, str]:
-    port = free_port()
-    backend = PainchainProcess(workdir, "backend", "--port", str(port), env=env, name="backend")
-    api = f"http://127.0.0.1:{port}/api"
-    backend.wait_for(lambda: requests.get(api + "/health", timeout=2).ok if _listening(port) else False,
-                     "the backend", 60, every=0.2)
-    return backend, api
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def backend_alone(workdir, env=None) -> tuple[PainchainBackend, str]:
+    backend = PainchainBackend(workdir, env=env).wait_for_api()
+    return backend, backend.api
 
 
 def test_integration_created_before_painchain_up_starts(tmp_path, github):

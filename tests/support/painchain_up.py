@@ -67,6 +67,19 @@ def answers(url: str) -> bool:
         return False
 
 
+class PainchainBackend(PainchainProcess):
+    """`painchain backend` alone on a free port."""
+
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        super().__init__(workdir, "backend", "--port", str(self.port), env=env, name="backend")
+        self.api = f"http://127.0.0.1:{self.port}/api"
+
+    def wait_for_api(self, seconds: float = 60) -> "PainchainBackend":
+        self.wait_for(lambda: answers(self.api + "/health"), "the PainChain API", seconds, every=0.1)
+        return self
+
+
 class PainchainUp(PainchainProcess):
     """`painchain up` on free ports, with helpers to wait for what a user would wait for."""
 
