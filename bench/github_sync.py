@@ -114,16 +114,16 @@ def bench_sync(latency: float) -> None:
         detect_s = time.perf_counter() - started
         counted = sum(1 for r in fake.requests if r.counted)
         print("# idle re-poll (nothing changed)")
-        print(f"  change check: {len(fake.requests)} requests, {check.stats.not_modified} answered 304 "
-              f"({check.stats.not_modified / len(fake.requests):.0%}), {counted} counted against the rate limit, "
+        print(f"  change check: {len(fake.requests)} requests, {check.stats.counters.get('api_not_modified_304', 0)} answered 304 "
+              f"({check.stats.counters.get('api_not_modified_304', 0) / len(fake.requests):.0%}), {counted} counted against the rate limit, "
               f"{detect_s * 1000:.0f} ms, changed={check.changed}")
         fake.reset_requests()
         started = time.perf_counter()
         idle = run_sync(client, GitHubConnector(), integration_id)
         idle_s = time.perf_counter() - started
         counted = sum(1 for r in fake.requests if r.counted)
-        print(f"  live sync:    {len(fake.requests)} requests, {idle.stats.not_modified} answered 304 "
-              f"({idle.stats.not_modified / len(fake.requests):.0%}), {counted} counted, {idle_s * 1000:.0f} ms, "
+        print(f"  live sync:    {len(fake.requests)} requests, {idle.stats.counters.get('api_not_modified_304', 0)} answered 304 "
+              f"({idle.stats.counters.get('api_not_modified_304', 0) / len(fake.requests):.0%}), {counted} counted, {idle_s * 1000:.0f} ms, "
               f"{idle.posted.posted} events")
 
         bench_run_overhead(api, fake, tmp)

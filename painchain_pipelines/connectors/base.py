@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 def utcnow() -> dt.datetime:
@@ -127,19 +127,39 @@ class TransientError(ConnectorError):
 
 @dataclass
 class SyncStats:
+    """What one sync (or change check) did. The common counts are fields; what only one kind of
+    source has (304s, rate-limit headroom, relists) goes in `counters` (added up across syncs)
+    and `gauges` (a level: the lowest across syncs is reported), named as the Dagster metadata
+    shows them, e.g. counters["api_not_modified_304"], gauges["rate_limit_remaining"]."""
+
     events_fetched: int = 0
     api_requests: int = 0
-    not_modified: int = 0
     retries: int = 0
-    rate_limit_remaining: int | None = None
-    rate_limit_reset: int | None = None
     per_stream: dict[str, int] = field(default_factory=dict)
     failed_sources: dict[str, str] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    gauges: dict[str, int] = field(default_factory=dict)
 
     def count(self, stream: str, n: int = 1) -> None:
         self.per_stream[stream] = self.per_stream.get(stream, 0) + n
         self.events_fetched += n
+
+    def add(self, counter: str, n: int = 1) -> None:
+        self.counters[counter] = self.counters.get(counter, 0) + n
+
+    def merge(self, other: "SyncStats") -> None:
+        """Add another part of the same sync (another window, another source)."""
+        self.sources = list(dict.fromkeys([*self.sources, *other.sources]))
+        self.events_fetched += other.events_fetched
+        self.api_requests += other.api_requests
+        self.retries += other.retries
+        for key, value in other.per_stream.items():
+            self.per_stream[key] = self.per_stream.get(key, 0) + value
+        self.failed_sources.update(other.failed_sources)
+        for key, value in other.counters.items():
+            self.add(key, value)
+        self.gauges.update(other.gauges)  # the latest level
 
 
 EventSink = Callable[[Event], None]
@@ -165,23 +185,34 @@ class ChangeCheck:
 
 
 class Connector(Protocol):
-    """What the orchestration needs from a polling connector.
-
-    * `window_sync` fetches everything that happened in a time window (backfills, reruns).
-    * `live_sync` continues from `state` (None on the first sync: then it reads `lookback`),
-      returning the new state; events are emitted to `sink` as they are found.
-    * `detect_changes` answers cheaply whether a live sync would find anything (conditional
-      requests; free when nothing changed).
-    """
+    """What every connector is: an id (as in metadata/<id>.json) and a configuration check that
+    raises ConfigError naming the field. What else it can do it declares by implementing the
+    capability protocols below; the orchestration wires only what a connector supports."""
 
     id: str
 
-    def validate(self, integration: Integration) -> None: ...
+    def validate(self, integration: Integration) -> Any: ...
+
+
+@runtime_checkable
+class SyncsWindows(Protocol):
+    """Fetches everything that happened in a time window: backfills, reruns, reconciles."""
 
     def window_sync(self, integration: Integration, window: TimeWindow, sink: EventSink) -> SyncResult: ...
+
+
+@runtime_checkable
+class SyncsLive(Protocol):
+    """Continues from the saved `state` (None on the first sync: then it reads `lookback`) and
+    returns the new state; events go to `sink` as they are found."""
 
     def live_sync(
         self, integration: Integration, state: dict[str, Any] | None, sink: EventSink, lookback: dt.timedelta
     ) -> SyncResult: ...
+
+
+@runtime_checkable
+class ProbesChanges(Protocol):
+    """Answers cheaply whether a live sync would find anything (conditional requests, versions)."""
 
     def detect_changes(self, integration: Integration, state: dict[str, Any] | None) -> ChangeCheck: ...

@@ -78,10 +78,10 @@ class SyncOutcome:
             "invalid": self.posted.invalid,
             "invalidExamples": self.posted.invalid_examples,
             "apiRequests": self.stats.api_requests,
-            "notModified": self.stats.not_modified,
+            "counters": self.stats.counters,
+            "gauges": self.stats.gauges,
             "retries": self.stats.retries,
             "backendRetries": self.backend_retries,
-            "rateLimitRemaining": self.stats.rate_limit_remaining,
             "durationSeconds": round(self.duration_s, 3),
         }
 
@@ -114,7 +114,7 @@ def run_sync(
                 outcome.windows.append(window)
                 if result.covered is not None:
                     outcome.covered.append(result.covered)
-                _merge(outcome.stats, result.stats)
+                outcome.stats.merge(result.stats)
             outcome.posted = buffer.flush()
             state = None
         else:
@@ -150,19 +150,6 @@ def run_sync(
 
 def _label(integration, integration_id: str) -> str:
     return f"{integration.name!r} ({integration_id})" if integration else integration_id
-
-
-def _merge(total: SyncStats, part: SyncStats) -> None:
-    total.sources = part.sources
-    total.events_fetched += part.events_fetched
-    total.api_requests += part.api_requests
-    total.not_modified += part.not_modified
-    total.retries += part.retries
-    total.rate_limit_remaining = part.rate_limit_remaining
-    total.rate_limit_reset = part.rate_limit_reset
-    for key, value in part.per_stream.items():
-        total.per_stream[key] = total.per_stream.get(key, 0) + value
-    total.failed_sources.update(part.failed_sources)
 
 
 def _report_failure(client: BackendClient, integration, outcome: SyncOutcome) -> None:

@@ -284,12 +284,16 @@ def _log(context, outcome: SyncOutcome) -> None:
             f"integration {outcome.integration_name!r} ({outcome.integration_id}) {outcome.mode} sync: "
             f"{report['eventsFetched']} events fetched, {report['created']} new, {report['duplicates']} "
             f"already stored, {report['invalid']} invalid; {report['apiRequests']} API requests "
-            f"({report['notModified']} × 304) in {report['durationSeconds']} s"
+            f"{_counters_text(report['counters'])}in {report['durationSeconds']} s"
         )
         for source, problem in outcome.stats.failed_sources.items():
             context.log.warning(f"integration {outcome.integration_id}: cannot read {source}: {problem}")
     else:
         context.log.error(outcome.error)
+
+
+def _counters_text(counters: dict[str, int]) -> str:
+    return f"({', '.join(f'{k} {v}' for k, v in sorted(counters.items()))}) " if counters else ""
 
 
 def _metadata(outcomes: list[SyncOutcome]) -> dict:
@@ -298,7 +302,6 @@ def _metadata(outcomes: list[SyncOutcome]) -> dict:
     def total(key: str) -> int:
         return sum(r[key] or 0 for r in reports)
 
-    remaining = [r["rateLimitRemaining"] for r in reports if r["rateLimitRemaining"] is not None]
     metadata = {
         "integrations": dg.MetadataValue.json(
             {o.integration_id: o.integration_name for o in outcomes}
@@ -313,13 +316,16 @@ def _metadata(outcomes: list[SyncOutcome]) -> dict:
         "events_duplicate": total("duplicates"),
         "events_invalid": total("invalid"),
         "api_requests": total("apiRequests"),
-        "api_not_modified_304": total("notModified"),
         "api_retries": total("retries"),
         "backend_retries": total("backendRetries"),
         "duration_seconds": dg.MetadataValue.float(round(sum(r["durationSeconds"] for r in reports), 3)),
     }
-    if remaining:
-        metadata["rate_limit_remaining"] = min(remaining)
+    # The connector's own figures: counters add up, gauges (levels) report the lowest.
+    for report in reports:
+        for key, value in report["counters"].items():
+            metadata[key] = metadata.get(key, 0) + value
+    for key in {k for r in reports for k in r["gauges"]}:
+        metadata[key] = min(r["gauges"][key] for r in reports if key in r["gauges"])
     if len(reports) > 1:
         metadata["per_integration"] = dg.MetadataValue.json({o.integration_id: o.report() for o in outcomes})
     else:

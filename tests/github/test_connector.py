@@ -248,7 +248,7 @@ def test_idle_poll_costs_no_rate_limited_request(fake):
     assert check.changed is False
     assert [r for r in fake.requests if r.counted] == []
     # main + release commits, pulls, releases, runs, deployments, the pending run
-    assert check.stats.not_modified == len(fake.requests) == 6
+    assert check.stats.counters.get("api_not_modified_304", 0) == len(fake.requests) == 6
     hotfix = repo.add_commit(branch="release", message="hotfix")
     check = connector.detect_changes(integration, result.state)
     assert check.changed and "commits:release" in check.reason
@@ -333,5 +333,5 @@ def test_429_with_short_retry_after_is_retried_inline(fake):
 def test_requests_carry_rate_limit_figures_into_the_stats(fake):
     fake.add_repo("octo/app").add_commit(message="x", authored_at=fake.now() - H)
     _, result = collect(GitHubConnector().live_sync, github_integration(fake, ["octo/app"]), None)
-    assert result.stats.rate_limit_remaining == fake.rate_remaining
+    assert result.stats.gauges["rate_limit_remaining"] == fake.rate_remaining
     assert result.stats.api_requests == len(fake.requests)

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # later retry of the whole sync; shorter ones are slept inline.
 MAX_INLINE_WAIT = 30.0
 USER_AGENT = "PainChain-Pipelines"
+# GitHub's own figures in SyncStats (and the Dagster metadata): free 304s, rate-limit headroom.
+NOT_MODIFIED = "api_not_modified_304"
+RATE_LIMIT_REMAINING = "rate_limit_remaining"
 
 
 class SourceUnavailable(ConnectorError):
@@ -101,18 +104,17 @@ def make_github(config: GitHubConfig, stats: SyncStats, *, timeout: int = 30) ->
         lazy=True,
     )
     requester = gh.requester
+    stats.counters.setdefault(NOT_MODIFIED, 0)  # charted from zero in Dagster, not missing
 
     # PyGithub calls this debug hook with every response it reads; it is the one place that sees
     # them all (first pages, next pages, errors), so that is where requests are metered.
     def on_response(status: int, headers: dict, _data: Any) -> None:
         stats.api_requests += 1
         if status == 304:
-            stats.not_modified += 1
+            stats.add(NOT_MODIFIED)
         remaining = headers.get("x-ratelimit-remaining")
         if remaining is not None and str(remaining).isdigit():
-            stats.rate_limit_remaining = int(remaining)
-            reset = headers.get("x-ratelimit-reset")
-            stats.rate_limit_reset = int(reset) if reset and str(reset).isdigit() else None
+            stats.gauges[RATE_LIMIT_REMAINING] = int(remaining)
 
     requester.DEBUG_ON_RESPONSE = on_response
     return gh
