@@ -589,7 +589,7 @@ def build_live_sensor(
     return live_sensor
 
 
-DETECTION_BUDGET_S = 40  # sensor evaluations time out at 60 s
+DETECTION_BUDGET_S = 20  # evaluations time out at 60 s and run one after the other in the daemon
 
 
 def _check_for_changes(context, client: BackendClient, connector: Connector, candidates: list[Integration],

@@ -40,9 +40,11 @@ def evaluate(sensor, world, cursor=None, resources=None):
     from painchain_pipelines.definitions import defs
 
     # With an instance ref, as in the daemon: partitioned run requests are then validated too.
-    context = dg.build_sensor_context(instance_ref=world.instance.get_ref(), resources=resources or world.resources,
-                                      cursor=cursor, repository_def=defs.get_repository_def())
-    data = sensor.evaluate_tick(context)
+    # Entered, so that the instance it opens from the ref is closed here: left to the garbage
+    # collector, it would leave Dagster's current state storage pointing at a dead instance.
+    with dg.build_sensor_context(instance_ref=world.instance.get_ref(), resources=resources or world.resources,
+                                 cursor=cursor, repository_def=defs.get_repository_def()) as context:
+        data = sensor.evaluate_tick(context)
     for request in data.dynamic_partitions_requests or []:
         if isinstance(request, dg.AddDynamicPartitionsRequest):
             world.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
