@@ -1,27 +1,12 @@
-"""Dagster entry point: `dagster dev -w workspace.yaml` (or `-m painchain_pipelines.definitions`)."""
+"""Dagster entry point (`workspace.yaml`, `dagster dev -m painchain_pipelines.definitions`, `dg`):
+everything under `defs/` — one folder per connector, each a single `build_connector_defs` call,
+and `painchain_backend.py` for what their runs share."""
 
-import os
+from pathlib import Path
 
 import dagster as dg
 
-from painchain_pipelines.defs.github import definitions as github
-from painchain_pipelines.defs.resources import PainChainBackend
-from painchain_pipelines.defs.settings import OrchestrationSettings
 
-
-def _resources() -> dict:
-    settings = OrchestrationSettings.from_env()
-    token = dg.EnvVar("PAINCHAIN_API_TOKEN") if os.environ.get("PAINCHAIN_API_TOKEN") else None
-    # With an EnvVar, Dagster records only the variable's name, never the token.
-    return {"painchain": PainChainBackend(api_url=settings.backend_api_url, api_token=token)}
-
-
-defs = dg.Definitions.merge(
-    github.defs,
-    dg.Definitions(
-        resources=_resources(),
-        # One asset per run: a step process of its own (the multiprocess default) would load the
-        # code location a second time for nothing, doubling every run's cost.
-        executor=dg.in_process_executor,
-    ),
-)
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).resolve().parent)

@@ -27,6 +27,7 @@ from painchain_pipelines.connectors.base import (
     ConfigError,
     Connector,
     ConnectorError,
+    Integration,
     RateLimited,
     SyncStats,
     TimeWindow,
@@ -35,6 +36,7 @@ from painchain_pipelines.connectors.base import (
 
 log = logging.getLogger(__name__)
 
+MAX_ERROR_CHARS = 4000
 ErrorKind = Literal["missing", "config", "auth", "rate_limited", "transient"]
 
 
@@ -144,7 +146,7 @@ def run_sync(
         outcome.duration_s = time.perf_counter() - started
         outcome.backend_retries = retried_in_this_thread() - backend_retries_before
     if outcome.error and integration is not None:
-        _report_failure(client, integration, outcome)
+        report_error(client, integration, outcome.error, stats=outcome.report())
     return outcome
 
 
@@ -152,9 +154,11 @@ def _label(integration, integration_id: str) -> str:
     return f"{integration.name!r} ({integration_id})" if integration else integration_id
 
 
-def _report_failure(client: BackendClient, integration, outcome: SyncOutcome) -> None:
+def report_error(client: BackendClient, integration: Integration, error: str,
+                 stats: dict[str, Any] | None = None) -> None:
+    """Put the error on the integration's sync record (the web UI card shows it); a backend that
+    cannot take it is logged, never raised: the run or tick that failed says it anyway."""
     try:
-        client.put_sync(integration, status="error", error=outcome.error[:4000], stats=outcome.report())
+        client.put_sync(integration, status="error", error=error[:MAX_ERROR_CHARS], stats=stats)
     except (BackendUnavailable, BackendError) as exc:
         log.warning("could not report the failure of integration %s to the backend: %s", integration.id, exc)
-

@@ -9,10 +9,11 @@ import pytest
 
 from painchain_pipelines.connectors.backend_client import BackendClient
 from painchain_pipelines.connectors.registration import register
-from painchain_pipelines.defs.github.assets import github_events
-from painchain_pipelines.defs.ingestion import MODE_TAG, partition_key
-from painchain_pipelines.defs.resources import PainChainBackend
+from painchain_pipelines.orchestration.partitions import partition_key
+from painchain_pipelines.orchestration.resources import PainChainBackend
+from painchain_pipelines.orchestration.tags import MODE_TAG
 from tests.fakes import FakeGitHub
+from tests.orchestration.github_defs import github_events
 
 GITHUB_TOKEN = "ghp_e2e_secret_token_value_9f8e7d6c5b4a"
 SERVICE_TOKEN = "pc_service_token_e2e_7a6b5c4d3e2f"

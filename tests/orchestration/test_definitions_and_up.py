@@ -9,14 +9,13 @@ import requests
 
 from painchain_pipelines.connectors.backend_client import BackendClient
 from painchain_pipelines.connectors.registration import RegistrationFailed, load_metadata, register
+from tests.orchestration.github_defs import product_definitions
 from tests.support.dagster_ticks import assert_no_failed_ticks
 from tests.support.painchain_up import PainchainUp, free_port, user_env
 
 
 def test_definitions_load_with_every_asset_check_sensor_and_schedule():
-    from painchain_pipelines.definitions import defs
-
-    repository = defs.get_repository_def()
+    repository = product_definitions().get_repository_def()
     assert {k.to_user_string() for k in repository.asset_graph.get_all_asset_keys()} == {"github_events"}
     assert {s.name for s in repository.sensor_defs} == {
         "github_integrations_sensor", "github_live_sensor", "github_deferred_retry_sensor"}
@@ -37,7 +36,8 @@ def test_dagster_validates_the_code_location_and_loading_it_warns_about_nothing(
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Validation successful" in out.stderr + out.stdout
     # Every warning raised while our code loads becomes an error here.
-    strict = subprocess.run([sys.executable, "-W", "error", "-c", "import painchain_pipelines.definitions"],
+    load = "from painchain_pipelines.definitions import defs; defs().get_repository_def()"
+    strict = subprocess.run([sys.executable, "-W", "error", "-c", load],
                             capture_output=True, text=True, timeout=300)
     assert strict.returncode == 0, strict.stderr[-2000:]
 

@@ -11,14 +11,17 @@ import dagster as dg
 import requests
 import requests.adapters
 
-from painchain_pipelines.defs.github.schedules import github_daily_reconcile_schedule
-from painchain_pipelines.defs.github.sensors import (
+from painchain_pipelines.orchestration.schedules import reconcile_hour
+from painchain_pipelines.orchestration.tags import MODE_TAG, TRIGGER_TAG
+from tests.orchestration.conftest import GITHUB_TOKEN, SERVICE_TOKEN
+from tests.orchestration.github_defs import (
+    github_daily_reconcile_schedule,
     github_deferred_retry_sensor,
+    github_events,
+    github_events_job,
     github_integrations_sensor,
     github_live_sensor,
 )
-from painchain_pipelines.defs.ingestion import MODE_TAG, TRIGGER_TAG, reconcile_hour
-from tests.orchestration.conftest import GITHUB_TOKEN, SERVICE_TOKEN
 
 H = dt.timedelta(hours=1)
 
@@ -217,7 +220,7 @@ def test_primary_rate_limit_becomes_a_later_retry(world, monkeypatch):
 def test_long_rate_limit_stops_the_run_and_it_is_launched_again_after_the_reset(world, monkeypatch):
     # Scaled down: waits over 1 s leave the client, over 2 s leave the run (instead of 30 s / 120 s).
     monkeypatch.setattr("painchain_pipelines.connectors.github.client.MAX_INLINE_WAIT", 1.0)
-    monkeypatch.setattr("painchain_pipelines.defs.ingestion.MAX_IN_PROCESS_WAIT_S", 2.0)
+    monkeypatch.setattr("painchain_pipelines.orchestration.policy.MAX_IN_PROCESS_WAIT_S", 2.0)
     yesterday = world.fake.now().date() - dt.timedelta(days=1)
     sha = world.fake.add_repo("octo/app").add_commit(
         message="x", authored_at=dt.datetime.combine(yesterday, dt.time(9), dt.timezone.utc))
@@ -354,7 +357,7 @@ def test_tenant_integrations_post_with_their_tenant(world, monkeypatch):
 
 def test_no_secret_reaches_dagster_storage_or_logs(world, caplog, monkeypatch):
     monkeypatch.setattr("painchain_pipelines.connectors.github.client.MAX_INLINE_WAIT", 1.0)
-    monkeypatch.setattr("painchain_pipelines.defs.ingestion.MAX_IN_PROCESS_WAIT_S", 4.0)
+    monkeypatch.setattr("painchain_pipelines.orchestration.policy.MAX_IN_PROCESS_WAIT_S", 4.0)
     wrong_token = "ghp_revoked_but_still_secret_42"
     secrets = (GITHUB_TOKEN, SERVICE_TOKEN, wrong_token)
     world.fake.add_repo("octo/app").add_commit(message="x", authored_at=world.fake.now() - H)
@@ -388,8 +391,6 @@ def test_no_secret_reaches_dagster_storage_or_logs(world, caplog, monkeypatch):
 
 
 def test_many_changes_in_one_tick_become_one_batch_run(world):
-    from painchain_pipelines.defs.github.assets import github_events, github_events_job
-
     integrations = []
     for n in range(7):
         repo = world.fake.add_repo(f"org/svc-{n}")

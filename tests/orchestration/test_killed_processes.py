@@ -21,7 +21,7 @@ from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.launcher import WorkerStatus
 from dagster._core.storage.tags import GRPC_INFO_TAG
 
-from painchain_pipelines.defs.ingestion import MODE_TAG
+from painchain_pipelines.orchestration.tags import MODE_TAG
 from painchain_pipelines.run_launcher import LocalRunLauncher, process_alive_since
 from tests.fakes.github_server import FakeGitHub
 from tests.support.dagster_ticks import assert_no_failed_ticks

@@ -14,36 +14,37 @@ import pytest
 from painchain_pipelines.backend.models import Integration
 from painchain_pipelines.connectors.backend_client import BackendClient
 from painchain_pipelines.connectors.registration import load_metadata, register
-from painchain_pipelines.defs.github.assets import github_events
-from painchain_pipelines.defs.github.schedules import github_daily_reconcile_schedule
-from painchain_pipelines.defs.github.sensors import (
-    github_deferred_retry_sensor,
-    github_integrations_sensor,
-    github_live_sensor,
-)
-from painchain_pipelines.defs.ingestion import (
+from painchain_pipelines.orchestration.resources import PainChainBackend
+from painchain_pipelines.orchestration.sensors.integrations import metadata_digest
+from painchain_pipelines.orchestration.tags import (
     BATCH_TAG,
     INTEGRATION_NAME_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
-    metadata_digest,
 )
-from painchain_pipelines.defs.resources import PainChainBackend
 from tests.orchestration.conftest import GITHUB_TOKEN, SERVICE_TOKEN
+from tests.orchestration.github_defs import (
+    github_daily_reconcile_schedule,
+    github_deferred_retry_sensor,
+    github_events,
+    github_integrations_sensor,
+    github_live_sensor,
+    product_definitions,
+)
 
 H = dt.timedelta(hours=1)
+REPOSITORY = product_definitions().get_repository_def()
 PARTITIONS = "github_integrations"
 
 
 def evaluate(sensor, world, cursor=None, resources=None):
     """One tick as the daemon runs it; the partition requests are applied like the daemon does."""
-    from painchain_pipelines.definitions import defs
 
     # With an instance ref, as in the daemon: partitioned run requests are then validated too.
     # Entered, so that the instance it opens from the ref is closed here: left to the garbage
     # collector, it would leave Dagster's current state storage pointing at a dead instance.
     with dg.build_sensor_context(instance_ref=world.instance.get_ref(), resources=resources or world.resources,
-                                 cursor=cursor, repository_def=defs.get_repository_def()) as context:
+                                 cursor=cursor, repository_def=REPOSITORY) as context:
         data = sensor.evaluate_tick(context)
     for request in data.dynamic_partitions_requests or []:
         if isinstance(request, dg.AddDynamicPartitionsRequest):
@@ -151,7 +152,7 @@ def test_metadata_change_with_integrations_added_and_removed_in_the_same_tick(wo
     world.api.delete(f"/integrations/{leaving['id']}")
     arriving = world.create_integration(["octo/b"])
     upgraded = {**load_metadata("github"), "description": "Upgraded connector"}
-    monkeypatch.setattr("painchain_pipelines.defs.ingestion.load_metadata", lambda _id: upgraded)
+    monkeypatch.setattr("painchain_pipelines.orchestration.sensors.integrations.load_metadata", lambda _id: upgraded)
     monkeypatch.setattr("painchain_pipelines.connectors.registration.load_metadata", lambda _id: upgraded)
     data = evaluate(github_integrations_sensor, world, cursor=cursor)
     assert world.api.get("/integrations/types/github").json()["description"] == "Upgraded connector"
@@ -165,7 +166,7 @@ def test_registration_refused_is_the_skip_reason_and_shown_on_the_cards(world, m
     integration = world.create_integration(["octo/app"])
     broken = {**load_metadata("github"), "color": "not-a-colour"}
     with monkeypatch.context() as patch:
-        patch.setattr("painchain_pipelines.defs.ingestion.load_metadata", lambda _id: broken)
+        patch.setattr("painchain_pipelines.orchestration.sensors.integrations.load_metadata", lambda _id: broken)
         patch.setattr("painchain_pipelines.connectors.registration.load_metadata", lambda _id: broken)
         data = evaluate(github_integrations_sensor, world)
     assert data.run_requests == [] and world.instance.get_dynamic_partitions(PARTITIONS) == []
@@ -325,7 +326,7 @@ def test_reconcile_schedule_with_no_integrations_and_with_one(world):
 def test_registration_happens_once_per_metadata_version(world, monkeypatch):
     calls = []
     real = register
-    monkeypatch.setattr("painchain_pipelines.defs.ingestion.register",
+    monkeypatch.setattr("painchain_pipelines.orchestration.sensors.integrations.register",
                         lambda *a, **k: (calls.append(a[1]), real(*a, **k)))
     cursor = evaluate(github_integrations_sensor, world).cursor
     evaluate(github_integrations_sensor, world, cursor=cursor)
