@@ -187,7 +187,10 @@ class ChangeCheck:
 class Connector(Protocol):
     """What every connector is: an id (as in metadata/<id>.json) and a configuration check that
     raises ConfigError naming the field. What else it can do it declares by implementing the
-    capability protocols below; the orchestration wires only what a connector supports."""
+    capability protocols below; the orchestration wires only what a connector supports.
+
+    Optional attributes: `description` (the Dagster asset's description) and `metadata_dir` (where
+    `<id>.json` lives, for connectors not shipped in metadata/)."""
 
     id: str
 

@@ -43,10 +43,11 @@ def register(
     attempts: int = 5,
     first_delay: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    directory: Path = METADATA_DIR,
 ) -> None:
     """Upsert each connector type; up to `attempts` tries with doubling delays, then raise."""
     for connector_id in connector_ids:
-        metadata = load_metadata(connector_id)
+        metadata = load_metadata(connector_id, directory)
         delay = first_delay
         for attempt in range(1, attempts + 1):
             try:

@@ -32,7 +32,7 @@ def build_connector_defs(connector: Connector, settings: OrchestrationSettings |
     asset = build_ingestion_asset(connector, partitions, settings)
     job = dg.define_asset_job(job_name(connector.id), selection=[asset_name(connector.id)],
                               description=f"Materializes {asset_name(connector.id)} (used by its sensors).")
-    sensors = [build_integrations_sensor(connector.id, integrations, job, settings)]
+    sensors = [build_integrations_sensor(connector, integrations, job, settings)]
     schedules = []
     if isinstance(connector, SyncsLive):
         sensors.append(build_live_sensor(connector, integrations, job, settings))

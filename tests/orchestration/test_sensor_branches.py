@@ -152,8 +152,8 @@ def test_metadata_change_with_integrations_added_and_removed_in_the_same_tick(wo
     world.api.delete(f"/integrations/{leaving['id']}")
     arriving = world.create_integration(["octo/b"])
     upgraded = {**load_metadata("github"), "description": "Upgraded connector"}
-    monkeypatch.setattr("painchain_pipelines.orchestration.sensors.integrations.load_metadata", lambda _id: upgraded)
-    monkeypatch.setattr("painchain_pipelines.connectors.registration.load_metadata", lambda _id: upgraded)
+    monkeypatch.setattr("painchain_pipelines.orchestration.sensors.integrations.load_metadata", lambda _id, _directory: upgraded)
+    monkeypatch.setattr("painchain_pipelines.connectors.registration.load_metadata", lambda _id, _directory: upgraded)
     data = evaluate(github_integrations_sensor, world, cursor=cursor)
     assert world.api.get("/integrations/types/github").json()["description"] == "Upgraded connector"
     assert [r.partition_key.keys_by_dimension["integration"] for r in data.run_requests] == [arriving["id"]]
@@ -166,8 +166,8 @@ def test_registration_refused_is_the_skip_reason_and_shown_on_the_cards(world, m
     integration = world.create_integration(["octo/app"])
     broken = {**load_metadata("github"), "color": "not-a-colour"}
     with monkeypatch.context() as patch:
-        patch.setattr("painchain_pipelines.orchestration.sensors.integrations.load_metadata", lambda _id: broken)
-        patch.setattr("painchain_pipelines.connectors.registration.load_metadata", lambda _id: broken)
+        patch.setattr("painchain_pipelines.orchestration.sensors.integrations.load_metadata", lambda _id, _directory: broken)
+        patch.setattr("painchain_pipelines.connectors.registration.load_metadata", lambda _id, _directory: broken)
         data = evaluate(github_integrations_sensor, world)
     assert data.run_requests == [] and world.instance.get_dynamic_partitions(PARTITIONS) == []
     assert "registering connector type 'github' failed" in data.skip_message and "color" in data.skip_message

@@ -3,12 +3,13 @@ per integration of the backend, and queues the first sync of each new one."""
 
 import hashlib
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from painchain_pipelines.connectors.backend_client import BackendClient, BackendError, BackendUnavailable
-from painchain_pipelines.connectors.base import Integration, utcnow
+from painchain_pipelines.connectors.base import Connector, Integration, utcnow
 from painchain_pipelines.connectors.registration import RegistrationFailed, load_metadata, register
 from painchain_pipelines.connectors.sync import report_error
 from painchain_pipelines.orchestration.partitions import (
@@ -34,6 +35,7 @@ from painchain_pipelines.orchestration.tags import (
     TRIGGER_TAG,
     name_tag,
 )
+from painchain_pipelines.paths import METADATA_DIR
 
 if TYPE_CHECKING:  # the type define_asset_job returns; dagster does not export it
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -43,16 +45,20 @@ INTEGRATIONS_SENSOR_INTERVAL_S = 30
 MAX_REMOVALS_CHECKED_PER_TICK = 100
 
 
-def metadata_digest(connector_id: str) -> str:
-    return hashlib.sha256(json.dumps(load_metadata(connector_id), sort_keys=True).encode()).hexdigest()
+def metadata_digest(connector_id: str, directory: Path = METADATA_DIR) -> str:
+    return hashlib.sha256(json.dumps(load_metadata(connector_id, directory), sort_keys=True).encode()).hexdigest()
 
 
 def build_integrations_sensor(
-    connector_id: str,
+    connector: Connector,
     integrations_def: dg.DynamicPartitionsDefinition,
     job: "UnresolvedAssetJobDefinition",
     settings: OrchestrationSettings,
 ) -> dg.SensorDefinition:
+
+    connector_id = connector.id
+    # Connectors shipped with PainChain have their metadata in metadata/; others say where theirs is.
+    metadata_dir = getattr(connector, "metadata_dir", METADATA_DIR)
 
     @dg.sensor(
         name=f"{connector_id}_integrations_sensor",
@@ -64,14 +70,15 @@ def build_integrations_sensor(
         "removes deleted ones) and queues the first sync of each new integration.",
     )
     def integrations_sensor(context: dg.SensorEvaluationContext, painchain: PainChainBackend):
+        connector_id = connector.id
         client = sensor_client(painchain)
         cursor = load_cursor(context.cursor, legacy_key="metadata")
         # Register (upsert) the connector type when the sensor starts or the metadata changed,
         # so that `dagster dev` alone (without `painchain up`) registers it too.
         try:
-            digest = metadata_digest(connector_id)
+            digest = metadata_digest(connector_id, metadata_dir)
             if cursor.get("metadata") != digest:
-                register(client, [connector_id], attempts=1)
+                register(client, [connector_id], attempts=1, directory=metadata_dir)
                 cursor["metadata"] = digest
         except RegistrationFailed as exc:
             problem = f"registering connector type {connector_id!r} failed: {exc}"
