@@ -3,3 +3,7 @@
 from .github_server import FakeGitHub, FakeRepo, RequestRecord
 
 __all__ = ["FakeGitHub", "FakeRepo", "RequestRecord"]
+from .gitlab_server import FakeGitLab  # noqa: E402
+from .gitlab_world import GitLabWorld  # noqa: E402
+
+__all__ += ["FakeGitLab", "GitLabWorld"]

@@ -1,7 +1,9 @@
+import os
 import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -13,19 +15,41 @@ from tests.orchestration.github_defs import product_definitions
 from tests.support.dagster_ticks import assert_no_failed_ticks
 from tests.support.painchain_up import PainchainUp, free_port, user_env
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DISPLAY_NAMES = {"github": "GitHub", "gitlab": "GitLab"}
 
 def test_definitions_load_with_every_asset_check_sensor_and_schedule():
     repository = product_definitions().get_repository_def()
-    assert {k.to_user_string() for k in repository.asset_graph.get_all_asset_keys()} == {"github_events"}
+    connectors = tuple(DISPLAY_NAMES)
+    assert {k.to_user_string() for k in repository.asset_graph.get_all_asset_keys()} == {
+        f"{c}_events" for c in connectors}
     assert {s.name for s in repository.sensor_defs} == {
-        "github_integrations_sensor", "github_live_sensor", "github_deferred_retry_sensor"}
-    assert {s.name for s in repository.schedule_defs} == {"github_daily_reconcile_schedule"}
+        f"{c}_{s}" for c in connectors for s in ("integrations_sensor", "live_sensor", "deferred_retry_sensor")}
+    assert {s.name for s in repository.schedule_defs} == {f"{c}_daily_reconcile_schedule" for c in connectors}
+    assert {j.name for j in repository.get_all_jobs() if not j.name.startswith("__")} == {
+        f"{c}_events_job" for c in connectors}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in repository.sensor_defs)
-    checks = {k.name for k in repository.asset_graph.asset_check_keys}
-    assert checks == {"events_stored_cleanly", "sources_accessible", "integrations_synced"}
-    asset = repository.assets_defs_by_key[dg.AssetKey("github_events")]
-    assert asset.partitions_def.get_partition_key_from_str("2026-11-24|abc").keys_by_dimension == {
-        "date": "2026-11-24", "integration": "abc"}
+    checks = {(k.asset_key.to_user_string(), k.name) for k in repository.asset_graph.asset_check_keys}
+    assert checks == {(f"{c}_events", check) for c in connectors
+                      for check in ("events_stored_cleanly", "sources_accessible", "integrations_synced")}
+    for connector in connectors:
+        asset = repository.assets_defs_by_key[dg.AssetKey(f"{connector}_events")]
+        assert asset.partitions_def.get_partition_key_from_str("2026-11-24|abc").keys_by_dimension == {
+            "date": "2026-11-24", "integration": "abc"}
+        assert asset.descriptions_by_key[asset.key].startswith(DISPLAY_NAMES[connector])
+
+
+def test_dg_checks_and_lists_the_project_definitions():
+    env = {**os.environ, "VIRTUAL_ENV": str(Path(sys.executable).parent.parent)}
+    dg_cli = Path(sys.executable).with_name("dg")
+    checked = subprocess.run([str(dg_cli), "check", "defs"], capture_output=True, text=True, timeout=300,
+                             cwd=PROJECT_ROOT, env=env)
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = subprocess.run([str(dg_cli), "list", "defs", "--json"], capture_output=True, text=True, timeout=300,
+                            cwd=PROJECT_ROOT, env=env)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "gitlab_events" in listed.stdout and "github_live_sensor" in listed.stdout
 
 
 def test_dagster_validates_the_code_location_and_loading_it_warns_about_nothing():

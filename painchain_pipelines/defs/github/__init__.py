@@ -1,1 +1,1 @@
-"""GitHub's Dagster wiring: `github_events` asset, its partitions and sensors."""
+"""GitHub: one call, `build_connector_defs(GitHubConnector())`."""

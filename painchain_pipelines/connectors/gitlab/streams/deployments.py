@@ -1,0 +1,115 @@
+"""Deployments and their status lifecycle: an event when one reaches a final status (success,
+failed, canceled), and one when a manual deployment is blocked awaiting approval.
+
+Listed by `updated_after` (GitLab then orders by updated_at); a status change moves updated_at,
+so a deployment first seen running (or blocked) is reported again when it ends. A retried deploy
+job is a new deployment (new id); a status reached again after a retry of the same deployment
+is a new event (the externalId holds the status and, past the first, the time it was reached).
+Deployment status changes are not project activity: every live sync and change check asks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+from painchain_pipelines.connectors.base import Event, TimeWindow, iso
+from painchain_pipelines.connectors.gitlab.client import parse_ts
+from painchain_pipelines.connectors.gitlab.streams.base import (
+    PER_PAGE,
+    Context,
+    Live,
+    Project,
+    Stream,
+    prune_seen,
+    remember,
+    seen_keys,
+    short,
+    user_name,
+)
+
+FINAL = {"success": "succeeded", "failed": "failed", "canceled": "was canceled"}
+WAITING = {"blocked": "awaiting approval"}
+PROBE_SIZE = 20
+
+
+def deployment_event(project: Project, deployment: dict) -> Event | None:
+    status = deployment.get("status")
+    if status not in FINAL and status not in WAITING:
+        return None
+    job = deployment.get("deployable") or {}
+    environment = (deployment.get("environment") or {}).get("name")
+    deployment_id = deployment["id"]
+    updated = parse_ts(deployment.get("updated_at")) or parse_ts(deployment.get("created_at"))
+    if status in FINAL:
+        at = parse_ts(deployment.get("finished_at")) or updated
+    else:
+        at = updated
+    ref, sha = deployment.get("ref"), deployment.get("sha")
+    words = FINAL.get(status) or WAITING[status]
+    return project.event(
+        title=f"Deployment to {environment} {words} ({ref}@{short(sha)})",
+        timestamp=at,
+        external_id=project.external_id("deployment", deployment_id, status, int(at.timestamp())),
+        data={
+            "type": "deployment",
+            "url": (f"{project.web_url}/-/environments/{(deployment.get('environment') or {}).get('id')}"
+                    if (deployment.get("environment") or {}).get("id") else job.get("web_url") or project.web_url),
+            "jobUrl": job.get("web_url"),
+            "id": deployment_id,
+            "iid": deployment.get("iid"),
+            "status": status,
+            "final": status in FINAL,
+            "environment": environment,
+            "ref": ref,
+            "sha": sha,
+            "shortSha": short(sha),
+            "tag": job.get("tag"),
+            "jobId": job.get("id"),
+            "jobName": job.get("name"),
+            "pipelineId": (job.get("pipeline") or {}).get("id"),
+            "author": user_name(deployment.get("user")),
+            "createdAt": deployment.get("created_at"),
+            "updatedAt": deployment.get("updated_at"),
+        },
+    )
+
+
+def _key(deployment: dict) -> str:
+    return f"{deployment['id']}@{deployment.get('updated_at')}"
+
+
+class Deployments(Stream):
+    name = "deployments"
+    is_activity = False
+
+    def _params(self, updated_after: dt.datetime, updated_before: dt.datetime | None = None, **extra) -> dict:
+        return {"order_by": "updated_at", "sort": "asc", "per_page": PER_PAGE, "updated_after": iso(updated_after),
+                "updated_before": iso(updated_before) if updated_before else None, **extra}
+
+    def window(self, ctx: Context, window: TimeWindow) -> Iterator[Event]:
+        params = self._params(window.start, window.end)
+        for deployment in ctx.client.items(f"{ctx.project.api}/deployments", params,
+                                           f"{ctx.project.path} deployments"):
+            event = deployment_event(ctx.project, deployment)
+            if event is not None and event.timestamp in window:
+                yield event
+
+    def live(self, ctx: Context, live: Live) -> Iterator[Event]:
+        params = self._params(live.lower)
+        for deployment in ctx.client.items(f"{ctx.project.api}/deployments", params,
+                                           f"{ctx.project.path} deployments"):
+            new = remember(live.state, _key(deployment), deployment.get("updated_at"), ctx.tuning)
+            event = deployment_event(ctx.project, deployment)
+            if new and event is not None:
+                yield event
+        prune_seen(live.state, ctx.now - 2 * ctx.tuning.overlap, ctx.tuning)
+
+    def probe(self, ctx: Context, state: dict, lower: dt.datetime) -> str | None:
+        params = self._params(lower, sort="desc", per_page=PROBE_SIZE)
+        page = ctx.client.get(f"{ctx.project.api}/deployments", params, f"{ctx.project.path} deployments")
+        seen = seen_keys(state)
+        for deployment in page.data:
+            if _key(deployment) not in seen:
+                return f"deployment {deployment['id']} is now {deployment.get('status')}"
+        return None

@@ -1,0 +1,1 @@
+"""GitLab: one call, `build_connector_defs(GitLabConnector())`."""
