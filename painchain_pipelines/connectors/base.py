@@ -17,9 +17,12 @@ def iso(value: dt.datetime) -> str:
 
 
 def parse_time(value: str | dt.datetime | None) -> dt.datetime | None:
-    if value is None or isinstance(value, dt.datetime):
-        return value
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    """An ISO 8601 time from an API (`Z` or an offset) as an aware UTC datetime; None stays None."""
+    if not value:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.astimezone(dt.timezone.utc)
 
 
 @dataclass(frozen=True)

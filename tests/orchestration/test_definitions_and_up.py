@@ -104,12 +104,15 @@ def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path, stop_signal):
                                      timeout=30).json()["data"]["repositoriesOrError"]["nodes"]
         assert repository["location"]["name"] == "painchain"
         assert {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]} == {
-            "github_integrations_sensor": "RUNNING", "github_live_sensor": "RUNNING",
-            "github_deferred_retry_sensor": "RUNNING"}
-        assert [(s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]] == [
-            ("github_daily_reconcile_schedule", "RUNNING")]
-        assert {"path": ["github_events"]} in [a["assetKey"] for a in repository["assetNodes"]]
+            f"{c}_{s}": "RUNNING" for c in DISPLAY_NAMES
+            for s in ("integrations_sensor", "live_sensor", "deferred_retry_sensor")}
+        assert sorted((s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]) == [
+            (f"{c}_daily_reconcile_schedule", "RUNNING") for c in DISPLAY_NAMES]
+        assert {tuple(a["assetKey"]["path"]) for a in repository["assetNodes"]} >= {
+            (f"{c}_events",) for c in DISPLAY_NAMES}
+        assert {t["id"] for t in requests.get(up.api + "/integrations/types", timeout=5).json()} == set(DISPLAY_NAMES)
         up.wait_for_ticks("github_integrations_sensor")
+        up.wait_for_ticks("gitlab_integrations_sensor")
     finally:
         returncode = up.stop(stop_signal)
     output = up.output()

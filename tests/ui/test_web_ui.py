@@ -1,6 +1,7 @@
 """The web UI in headless Chromium against the real backend with seeded events."""
 
 import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from painchain_pipelines.paths import METADATA_DIR
 from tests.ui.conftest import SEEDED_EVENTS, seed
 
 
@@ -349,6 +351,32 @@ def test_forms_work_for_a_connector_registered_later(site, page):
     expect(page.locator("article.card", has_text="Deployer EU")).to_be_visible()
     [created] = [i for i in requests.get(site["api"] + "/integrations", timeout=10).json() if i["name"] == "Deployer EU"]
     assert created["config"] == {"name": "Deployer EU", "tags": [], "region": "us", "interval": 45, "dryRun": True}
+
+
+def test_the_gitlab_form_creates_a_gitlab_integration(site, page, tmp_path):
+    requests.post(site["api"] + "/integrations/types/register", timeout=10,
+                  json=json.loads((METADATA_DIR / "gitlab.json").read_text())).raise_for_status()
+    page.goto(site["url"] + "/integrations?new=gitlab")
+    expect(page.locator("#form-title")).to_have_text("New GitLab integration")
+    expect(page.locator("#field-url")).to_have_value("https://gitlab.com")
+    page.fill("#field-name", "Platform GitLab")
+    page.fill("#field-tags", '["platform"]')
+    page.fill("#field-token", "gitlab-ui-secret-value")
+    page.fill("#field-projects", '["acme/platform/api", 42')
+    expect(page.locator("#field-projects-error")).to_contain_text("Not valid JSON")
+    page.fill("#field-projects", '["acme/platform/api", 42]')
+    page.fill("#field-branches", '["release"]')
+    page.screenshot(path=str(tmp_path / "gitlab-form.png"), full_page=True)
+    page.get_by_role("button", name="Create integration").click()
+    expect(page.locator("article.card", has_text="Platform GitLab")).to_be_visible()
+    [created] = requests.get(site["api"] + "/integrations", params={"type": "gitlab"}, timeout=10).json()
+    assert created["config"]["projects"] == ["acme/platform/api", 42]
+    assert created["config"]["url"] == "https://gitlab.com" and created["config"]["branches"] == ["release"]
+    assert created["config"]["token"] == "gitlab-ui-secret-value"
+    # The UI never gets the secret back.
+    page.locator("article.card", has_text="Platform GitLab").get_by_role("link", name="Edit").click()
+    expect(page.locator("#field-token")).to_have_value("")
+    assert "gitlab-ui-secret-value" not in page.content()
 
 
 def test_tenant_setting_shows_only_that_tenants_data(site, page):

@@ -229,7 +229,3 @@ def _http_date(value: str | None) -> dt.datetime | None:
     return moment.astimezone(dt.timezone.utc)
 
 
-def parse_ts(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)

@@ -24,6 +24,7 @@ from painchain_pipelines.connectors.base import (
     SyncStats,
     TimeWindow,
     iso,
+    parse_time,
     utcnow,
 )
 from painchain_pipelines.connectors.github.client import (
@@ -31,7 +32,6 @@ from painchain_pipelines.connectors.github.client import (
     Page,
     SourceUnavailable,
     make_github,
-    parse_ts,
 )
 from painchain_pipelines.connectors.github.config import GitHubConfig, parse_config
 from painchain_pipelines.connectors.github.streams import STREAMS
@@ -250,7 +250,7 @@ class GitHubConnector:
         else:
             info = _repo_info(info_page.data)
             etags["repo"] = info_page.etag
-        since = parse_ts(repo_state.get("since"))
+        since = parse_time(repo_state.get("since"))
         # A cursor ahead of GitHub's clock (saved by a host whose clock ran ahead) must not skip.
         lower = min(since, now) - self.tuning.overlap if since else now - lookback
         live = LiveRead(reader, self._repo(info, config), lower, now, etags)
@@ -320,7 +320,7 @@ def _saved_repos(state: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
 def _since_on_source_clock(repo_state: dict, host_ahead: dt.timedelta | None) -> dict:
     """A version-1 repository state, its `since` (this host's clock then) moved onto GitHub's
     clock by the difference between the two clocks measured now."""
-    since = parse_ts(repo_state.get("since"))
+    since = parse_time(repo_state.get("since"))
     if since is None or host_ahead is None:
         return repo_state
     return {**repo_state, "since": iso(since - host_ahead)}

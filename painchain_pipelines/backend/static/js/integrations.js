@@ -322,11 +322,13 @@ async function renderForm(main, { navigate, showError }, { typeId, integrationId
     const helpId = `${id}-help`;
     const errorId = `${id}-error`;
     const stored = integration ? integration.config[field.key] : undefined;
+    // A new integration starts from the field's default (e.g. GitLab's https://gitlab.com).
+    const initial = integration ? stored : field.default;
     const describedBy = [field.help ? helpId : null, errorId].filter(Boolean).join(" ");
     const common = { id, name: field.key, "aria-describedby": describedBy, "aria-required": field.required ? "true" : null };
     let control;
     if (field.type === "textarea") {
-      const value = stored === undefined || stored === null ? "" : typeof stored === "string" ? stored : JSON.stringify(stored, null, 2);
+      const value = initial === undefined || initial === null ? "" : typeof initial === "string" ? initial : JSON.stringify(initial, null, 2);
       control = h("textarea", { ...common, placeholder: field.placeholder || null, rows: 3, spellcheck: "false" }, value);
     } else if (field.type === "password") {
       const isSet = integration && stored;
@@ -335,16 +337,16 @@ async function renderForm(main, { navigate, showError }, { typeId, integrationId
         placeholder: isSet ? "Unchanged — type to replace" : field.placeholder || null,
       });
     } else if (field.type === "number") {
-      control = h("input", { ...common, type: "number", value: stored ?? "", placeholder: field.placeholder || null, step: "any" });
+      control = h("input", { ...common, type: "number", value: initial ?? "", placeholder: field.placeholder || null, step: "any" });
     } else if (field.type === "checkbox") {
       control = h("input", { ...common, type: "checkbox", checked: stored === true || (stored === undefined && field.default === true) });
     } else if (field.type === "select") {
       const options = (field.options || []).map((o) => (typeof o === "object" ? o : { value: o, label: String(o) }));
       control = h("select", common,
         field.required ? null : h("option", { value: "" }, "—"),
-        options.map((o) => h("option", { value: String(o.value), selected: stored !== undefined && String(stored) === String(o.value) }, o.label || String(o.value))));
+        options.map((o) => h("option", { value: String(o.value), selected: initial !== undefined && String(initial) === String(o.value) }, o.label || String(o.value))));
     } else {
-      control = h("input", { ...common, type: "text", value: stored ?? "", placeholder: field.placeholder || null, autocomplete: "off" });
+      control = h("input", { ...common, type: "text", value: initial ?? "", placeholder: field.placeholder || null, autocomplete: "off" });
     }
     const error = h("p", { class: "field-error", id: errorId, hidden: true });
     controls.set(field.key, control);

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from painchain_pipelines.connectors.base import Event, TimeWindow, iso
-from painchain_pipelines.connectors.github.client import GitHubReader, Page, SourceUnavailable, parse_ts
+from painchain_pipelines.connectors.base import Event, TimeWindow, iso, parse_time
+from painchain_pipelines.connectors.github.client import GitHubReader, Page, SourceUnavailable
 from painchain_pipelines.connectors.github.streams.base import (
     CONNECTOR,
     LIST_PARAMS,
@@ -143,7 +143,7 @@ def _subject(message: str | None) -> str:
 def commit_event(repo: str, branch: str, item: dict) -> Event:
     commit = item.get("commit") or {}
     committer, author = commit.get("committer") or {}, commit.get("author") or {}
-    when = parse_ts(committer.get("date")) or parse_ts(author.get("date"))
+    when = parse_time(committer.get("date")) or parse_time(author.get("date"))
     sha = item["sha"]
     return Event(
         title=f"Commit to {branch}: {_subject(commit.get('message'))}",

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from painchain_pipelines.connectors.base import Event, TimeWindow
-from painchain_pipelines.connectors.github.client import GitHubReader, Page, SourceUnavailable, parse_ts
+from painchain_pipelines.connectors.base import Event, TimeWindow, parse_time
+from painchain_pipelines.connectors.github.client import GitHubReader, Page, SourceUnavailable
 from painchain_pipelines.connectors.github.streams.base import (
     CONNECTOR,
     LIST_PARAMS,
@@ -88,10 +88,10 @@ class DeploymentsStream(Stream):
         `handled` the ids whose statuses were read."""
         oldest = lower - self.tuning.deployment_lookback
         for deployment in reader.items(f"{repo.path}/deployments", LIST_PARAMS, first=first):
-            created = parse_ts(deployment.get("created_at"))
+            created = parse_time(deployment.get("created_at"))
             if created is not None and created < oldest:
                 break
-            updated = parse_ts(deployment.get("updated_at")) or created
+            updated = parse_time(deployment.get("updated_at")) or created
             if created is not None and created >= lower:
                 yield deployment_created_event(repo.name, repo.html_url, deployment)
             if (updated and updated >= lower) or str(deployment["id"]) in pending:
@@ -108,7 +108,7 @@ class DeploymentsStream(Stream):
             first = reader.get(path, LIST_PARAMS)
         statuses = list(reader.items(path, LIST_PARAMS, first=first))
         for status in statuses:
-            at = parse_ts(status.get("created_at"))
+            at = parse_time(status.get("created_at"))
             event = deployment_status_event(repo.name, repo.html_url, deployment, status)
             if event is not None and at is not None and at >= lower:
                 yield event
@@ -142,7 +142,7 @@ def _deployment_data(repo: str, repo_url: str, deployment: dict) -> dict:
 
 
 def deployment_created_event(repo: str, repo_url: str, deployment: dict) -> Event:
-    created_at = parse_ts(deployment.get("created_at"))
+    created_at = parse_time(deployment.get("created_at"))
     return Event(
         title=f"Deployment to {deployment.get('environment')} started "
         f"({deployment.get('ref')} @ {short_sha(deployment.get('sha'))})",
@@ -157,7 +157,7 @@ def deployment_status_event(repo: str, repo_url: str, deployment: dict, status: 
     state = status.get("state")
     if state not in FINAL_DEPLOYMENT_STATES:
         return None
-    at = parse_ts(status.get("created_at"))
+    at = parse_time(status.get("created_at"))
     data = _deployment_data(repo, repo_url, deployment)
     data.update({
         "state": state,
@@ -170,7 +170,7 @@ def deployment_status_event(repo: str, repo_url: str, deployment: dict, status: 
     })
     if data["logUrl"]:
         data["url"] = data["logUrl"]
-    created = parse_ts(deployment.get("created_at"))
+    created = parse_time(deployment.get("created_at"))
     if created and at:
         data["durationSeconds"] = int((at - created).total_seconds())
     return Event(

@@ -10,8 +10,8 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from painchain_pipelines.connectors.base import Event, TimeWindow
-from painchain_pipelines.connectors.github.client import GitHubReader, Page, parse_ts
+from painchain_pipelines.connectors.base import Event, TimeWindow, parse_time
+from painchain_pipelines.connectors.github.client import GitHubReader, Page
 from painchain_pipelines.connectors.github.streams.base import (
     CONNECTOR,
     FirstPage,
@@ -49,7 +49,7 @@ class PullRequestsStream(Stream):
     def _pull_changes(reader: GitHubReader, repo: Repo, first: Page | None, lower: dt.datetime) -> Iterator[Event]:
         """Every PR change at or after `lower`: PRs sorted by last update, stop below `lower`."""
         for pr in reader.items(f"{repo.path}/pulls", PULLS_PARAMS, first=first):
-            if (parse_ts(pr.get("updated_at")) or lower) < lower:
+            if (parse_time(pr.get("updated_at")) or lower) < lower:
                 break
             for at, event in pull_request_events(repo.name, pr):
                 if at >= lower:
@@ -63,8 +63,8 @@ def pull_request_events(repo: str, pr: dict) -> list[tuple[dt.datetime, Event]]:
     """The PR's opened / merged / closed changes, each with the moment it happened."""
     number = pr["number"]
     head, base = pr.get("head") or {}, pr.get("base") or {}
-    merged_at = parse_ts(pr.get("merged_at"))
-    closed_at = parse_ts(pr.get("closed_at"))
+    merged_at = parse_time(pr.get("merged_at"))
+    closed_at = parse_time(pr.get("closed_at"))
     merge_sha = pr.get("merge_commit_sha")
     common = {
         "type": "pull_request",
@@ -79,7 +79,7 @@ def pull_request_events(repo: str, pr: dict) -> list[tuple[dt.datetime, Event]]:
         "createdAt": pr.get("created_at"),
     }
     changes = []
-    created_at = parse_ts(pr.get("created_at"))
+    created_at = parse_time(pr.get("created_at"))
     if created_at:
         changes.append((created_at, Event(
             title=f"PR #{number} opened: {pr.get('title')}",

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from painchain_pipelines.connectors.base import Event, TimeWindow
-from painchain_pipelines.connectors.github.client import GitHubReader, Page, parse_ts
+from painchain_pipelines.connectors.base import Event, TimeWindow, parse_time
+from painchain_pipelines.connectors.github.client import GitHubReader, Page
 from painchain_pipelines.connectors.github.streams.base import (
     CONNECTOR,
     LIST_PARAMS,
@@ -56,7 +56,7 @@ class ReleasesStream(Stream):
 
 
 def release_event(repo: str, release: dict) -> Event | None:
-    published_at = parse_ts(release.get("published_at"))
+    published_at = parse_time(release.get("published_at"))
     if release.get("draft") or published_at is None:
         return None
     label = release.get("name") or release.get("tag_name")

@@ -16,8 +16,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from painchain_pipelines.connectors.base import Event, TimeWindow, iso
-from painchain_pipelines.connectors.github.client import GitHubReader, SourceUnavailable, parse_ts
+from painchain_pipelines.connectors.base import Event, TimeWindow, iso, parse_time
+from painchain_pipelines.connectors.github.client import GitHubReader, SourceUnavailable
 from painchain_pipelines.connectors.github.streams.base import (
     CONNECTOR,
     LIST_PARAMS,
@@ -109,7 +109,7 @@ class WorkflowRunsStream(Stream):
         if page is not None:
             for run in reader.items(f"{repo.path}/actions/runs", LIST_PARAMS, first=page,
                                     list_item="workflow_runs"):
-                created = parse_ts(run.get("created_at"))
+                created = parse_time(run.get("created_at"))
                 if created is not None and created < oldest:
                     break
                 seen.add(str(run["id"]))
@@ -150,7 +150,7 @@ class WorkflowRunsStream(Stream):
         this sync's runs list stops), read by created-day slice, every page with its ETag. A past
         day's list changes only when one of its runs does (a re-run): the other days answer 304,
         which costs no rate limit, and days without runs are never asked again."""
-        last = parse_ts(sweep.get("at"))
+        last = parse_time(sweep.get("at"))
         since = last - self.tuning.overlap if last else lower
         slices: dict[str, list[str]] = sweep.get("slices") or {}
         kept: dict[str, list[str]] = {}
@@ -200,7 +200,7 @@ class WorkflowRunsStream(Stream):
                     break
                 new_etags.append(page.etag)
                 for run in page.data.get("workflow_runs") or []:
-                    created = parse_ts(run.get("created_at"))
+                    created = parse_time(run.get("created_at"))
                     if created is not None and created >= listed_from:
                         continue  # this sync's runs list reads it
                     event = _run_change(repo, run, since, pending)
@@ -225,7 +225,7 @@ class WorkflowRunsStream(Stream):
 
 
 def _last_sweep(state: dict[str, Any] | None) -> dt.datetime | None:
-    return parse_ts(((state or {}).get("rerun_sweep") or {}).get("at"))
+    return parse_time(((state or {}).get("rerun_sweep") or {}).get("at"))
 
 
 def _run_change(repo: Repo, run: dict, since: dt.datetime, pending: dict) -> Event | None:
@@ -236,7 +236,7 @@ def _run_change(repo: Repo, run: dict, since: dt.datetime, pending: dict) -> Eve
         pending.setdefault(run_id, None)
         return None
     was_pending = pending.pop(run_id, "absent") != "absent"
-    if was_pending or (parse_ts(run.get("updated_at")) or since) >= since:
+    if was_pending or (parse_time(run.get("updated_at")) or since) >= since:
         return workflow_run_event(repo.name, run)
     return None
 
@@ -248,8 +248,8 @@ def workflow_run_event(repo: str, run: dict) -> Event | None:
     """Completed runs only; each attempt (re-run) is its own event, dated when it completed."""
     if run.get("status") != "completed":
         return None
-    completed_at = parse_ts(run.get("updated_at"))
-    started_at = parse_ts(run.get("run_started_at")) or parse_ts(run.get("created_at"))
+    completed_at = parse_time(run.get("updated_at"))
+    started_at = parse_time(run.get("run_started_at")) or parse_time(run.get("created_at"))
     attempt = run.get("run_attempt") or 1
     conclusion = run.get("conclusion") or "unknown"
     name = run.get("name") or "workflow"
