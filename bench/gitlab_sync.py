@@ -42,6 +42,7 @@ REFERENCES = {"Airbyte source-gitlab": (513, 156, 159), "Meltano tap-gitlab": (1
 KINDS = [
     ("projects list", r"^/api/v4/projects$"),
     ("commits", r"/repository/commits$"),
+    ("compare", r"/repository/compare$"),
     ("branches", r"/repository/branches$"),
     ("merge requests", r"/merge_requests$"),
     ("tags", r"/repository/tags$"),
@@ -201,8 +202,6 @@ def main() -> None:
                   "; ".join(f"{k} {a:,}/{b}/{c}" for k, (a, b, c) in REFERENCES.items()))
             print()
         report(result)
-    report(run(args.latency[0], args.seed, Tuning(events_in_throttle_hour=True),
-               "events_in_throttle_hour=True (pushes, MRs and tags inside GitLab's throttling hour reported at once)"))
 
 
 if __name__ == "__main__":

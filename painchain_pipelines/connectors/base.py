@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -17,12 +18,31 @@ def iso(value: dt.datetime) -> str:
 
 
 def parse_time(value: str | dt.datetime | None) -> dt.datetime | None:
-    """An ISO 8601 time from an API (`Z` or an offset) as an aware UTC datetime; None stays None."""
+    """An ISO 8601 time from an API or a saved state (`Z` or an offset) as an aware UTC datetime;
+    None for None, "" and text that is not a time (a hand-edited state must not stop a sync)."""
     if not value:
         return None
     if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if value.tzinfo is None:  # sources send offsets; a naive value is taken as UTC
+        value = value.replace(tzinfo=dt.timezone.utc)
     return value.astimezone(dt.timezone.utc)
+
+
+def parse_http_date(value: str | None) -> dt.datetime | None:
+    """An HTTP `Date` header (the source's clock) as an aware UTC datetime; None if absent or odd."""
+    if not value:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:  # "-0000": UTC, as far as HTTP is concerned
+        return moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ from tests.conftest import TEST_SCHEMA
 EXAMPLE_CONFIGS = {
     "github": {"name": "Guarded", "tags": [], "token": "ghp_guarded_secret_123",
                "repositories": ["octo/app"], "baseUrl": "https://github.example.com/api/v3"},
+    "gitlab": {"name": "Guarded", "tags": [], "token": "gitlab_guarded_secret_123", "projects": ["acme/app"],
+               "url": "https://gitlab.example.com/gitlab",
+               "caCertificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
 }
 
 

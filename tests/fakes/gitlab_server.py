@@ -284,6 +284,10 @@ class FakeGitLab:
         # (track_and_raise_for_dev_exception only raises in dev/test): it silently re-sorts by
         # updated_at.  Set True to get the dev/test behaviour: 400.
         self.deployments_strict_pairing = False
+        # Compare's commit list capped to the newest N (reordered oldest first), as GitLab does for
+        # anonymous callers (MergeRequestDiff::COMMITS_SAFE_SIZE = 100, behind a feature flag).
+        # None: every commit, as for authenticated callers.
+        self.compare_commits_limit: int | None = None
         self.tls = tls
         self.ca_path: str | None = None
         self.rewrite_web_urls = rewrite_web_urls
@@ -595,6 +599,8 @@ class FakeGitLab:
             return 200, VERSION, None
         if segs == ["metadata"]:
             return 200, VERSION, None
+        if segs == ["events"]:
+            return self._instance_events(q, sub, query)
         if n >= 1 and segs[0] == "projects":
             if n == 1:
                 return self._projects_list(self._visible_projects(), q, sub, query)
@@ -830,7 +836,7 @@ class FakeGitLab:
         all_refs = q.bool("all")
         q.bool("with_stats")
         q.bool("trailers")
-        q.enum("order", ("default", "topo"), "default")
+        q.enum("order", ("default", "topo"), "default")  # topo: served like default (git log order)
         path = q.str("path")
         author = q.str("author")
         ref = q.str("ref_name") or p.default_branch
@@ -843,11 +849,13 @@ class FakeGitLab:
                     seen.setdefault(e[2].sha, e[2])
             hist = sorted(seen.values(), key=lambda c: c.seq)
         else:
-            hist = p.ancestry(ref, first_parent=first_parent)
-            if hist is None:
+            # like `git log <ref>`: a date-ordered walk of the graph from the ref's head (not push order)
+            walked = p.walk(ref, first_parent=first_parent)
+            if walked is None:
                 if ref != p.default_branch:
                     raise _not_found("Commit")
-                hist = []
+                walked = []
+            hist = walked[::-1]
         out = []
         for c in reversed(hist):
             if since is not None and c.committed_date < since:
@@ -861,18 +869,24 @@ class FakeGitLab:
         return self._paginate(out, lambda c: c.json_bytes(), q, sub, query, fake_total=fake_total)
 
     def _compare(self, p: Project, q: _Params):
+        """GitLab's compare: with ``straight=false`` (default) the commits reachable from ``to`` and
+        not from ``from`` (``git log from...to`` from their merge base), oldest first; ``commit``
+        is the newest of them (the head of ``to``) or null.  Unknown ``from``/``to``: 404.
+        Authenticated callers get every commit (no cap), as on GitLab."""
         frm, to = q.str("from"), q.str("to")
         if not frm or not to:
             raise ApiError(400, {"error": "from is missing" if not frm else "to is missing"})
-        a = p.ancestry(frm)
-        b = p.ancestry(to)
+        q.bool("straight", False)  # changes the diff's base only; the commit list is the same set
+        a = p.ref_head(frm)
+        b = p.ref_head(to)
         if a is None or b is None:
             raise _not_found("Ref")
-        aset = {c.sha for c in a}
-        commits = [c for c in b if c.sha not in aset]
-        last = b[-1] if b else None
+        commits = p.walk(b, stop=p.reachable(a))
+        if self.compare_commits_limit is not None:
+            commits = commits[: self.compare_commits_limit]  # the newest N
+        commits = commits[::-1]
         return 200, {
-            "commit": last.to_json() if commits and last else None,
+            "commit": commits[-1].to_json() if commits else None,
             "commits": [c.to_json() for c in commits], "diffs": [], "compare_timeout": False,
             "compare_same_ref": frm == to, "web_url": f"{p.web_url}/-/compare/{quote(frm)}...{quote(to)}",
         }, None
@@ -1077,17 +1091,30 @@ class FakeGitLab:
         return self._paginate(out, lambda r: r.to_json(), q, sub, query)
 
     def _events(self, p: Project, q: _Params, sub: str, query: dict):
+        return self._event_list(p.events, q, sub, query)
+
+    def _instance_events(self, q: _Params, sub: str, query: dict):
+        """``GET /events``: the authenticated user's events; ``scope=all``: the events of every
+        project the user can see (denied projects are left out)."""
+        scope = q.str("scope")
+        user = self.world.token_user
+        events = [e for p in self._visible_projects() for e in p.events
+                  if scope == "all" or e.author is user]
+        return self._event_list(events, q, sub, query)
+
+    def _event_list(self, events, q: _Params, sub: str, query: dict):
         now = self.world.now
         action = q.enum("action", ("approved", "closed", "commented", "created", "destroyed", "expired", "joined",
                                    "left", "merged", "pushed", "reopened", "updated"), None)
         target_type = q.enum("target_type", ("issue", "milestone", "merge_request", "note", "project", "snippet",
                                              "user", "wiki", "design"), None)
         sort = q.enum("sort", ("asc", "desc"), "desc")
+        # after/before are dates (UTC), both exclusive: after=D means from the start of D + 1 day
         after, before = q.date("after"), q.date("before")
         lo = datetime(after.year, after.month, after.day, tzinfo=UTC) + timedelta(days=1) if after else None
         hi = datetime(before.year, before.month, before.day, tzinfo=UTC) if before else None
         out = []
-        for e in p.events:
+        for e in events:
             if e.created_at > now:
                 continue
             if action and e.action != action:

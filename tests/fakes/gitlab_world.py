@@ -783,6 +783,66 @@ class Project:
                     return c
         return None
 
+    def ref_head(self, ref: str) -> Commit | None:
+        """The commit a ref (branch, tag, full or short SHA) names, or None."""
+        if ref in self.branches:
+            return self.branches[ref].head()
+        return self.find_commit(ref)
+
+    def walk(self, ref: str | Commit, first_parent: bool = False,
+             stop: "set[str] | None" = None) -> list[Commit] | None:
+        """``git log <ref>``: history reachable from ``ref``, newest first, in git's default order:
+        a priority-queue walk of the commit graph by committed date (newest popped first, a
+        parent queued when a child is popped), over every parent of a merge commit
+        (``first_parent``: the first parent only).  Commits in ``stop`` (and what is behind
+        them) are left out.  None if ``ref`` is unknown."""
+        head = ref if isinstance(ref, Commit) else self.ref_head(ref)
+        if head is None:
+            return None if isinstance(ref, str) and ref not in self.branches else []
+        stop = stop or set()
+        out: list[Commit] = []
+        queued = {head.sha}
+        heap = [(-head.committed_date.timestamp(), -head.seq, head.sha)]
+        while heap:
+            _, _, sha = heapq.heappop(heap)
+            c = self.commits[sha]
+            if sha in stop:
+                continue
+            out.append(c)
+            parents = c.parent_ids[:1] if first_parent else c.parent_ids
+            for parent in parents:
+                pc = self.commits.get(parent)
+                if pc is not None and parent not in queued:
+                    queued.add(parent)
+                    heapq.heappush(heap, (-pc.committed_date.timestamp(), -pc.seq, parent))
+        return out
+
+    def reachable(self, ref: str | Commit) -> set[str] | None:
+        walked = self.walk(ref)
+        return None if walked is None else {c.sha for c in walked}
+
+    def reset_branch(self, branch: str, sha: str, at: datetime | None = None) -> None:
+        """A force-push of ``branch`` back to ``sha`` (an older commit of it) at ``at``: the commits
+        after it leave the branch (they stay readable by SHA, as on GitLab until housekeeping).
+        Push new commits on top with ``add_commit(branch=..., pushed_at=...)`` after ``at``."""
+        w = self.world
+        at = _utc(at) if at is not None else w.now
+
+        def do():
+            with w.lock:
+                b = self.branch(branch)
+                pos = b.position(sha)
+                if pos is None:
+                    raise ValueError(f"{sha} is not on {branch}")
+                del b.entries[pos + 1:]
+                b._index_len = -1
+                self._event("pushed", at, w.user("dev"), push_data={
+                    "commit_count": 0, "action": "pushed", "ref_type": "branch", "commit_from": None,
+                    "commit_to": sha, "ref": branch, "commit_title": None, "ref_count": None})
+                self._activity(at)
+
+        w._at(at, do)
+
     def ancestry(self, ref: str, first_parent: bool = False) -> list[Commit] | None:
         """History reachable from ref in push order (oldest first), or None if ref is unknown."""
         if ref in self.branches:

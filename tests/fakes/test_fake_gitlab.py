@@ -150,6 +150,92 @@ def test_merge_brings_older_commits_and_first_parent(world):
         assert proj.commits.get(mr.merge_commit_sha).parent_ids == [base.sha, f1.sha]
 
 
+def test_commits_are_listed_like_git_log_by_date_not_by_push(world):
+    """A merge bringing commits dated before the previous head lists them AFTER that head."""
+    p = world.add_project("acme/platform/api")
+    base = p.add_commit(committed_date=T(-72), message="base")
+    olds = [p.add_commit(branch="feat", committed_date=T(-48 + i), pushed_at=T(-40), message=f"old {i}")
+            for i in range(3)]
+    head = p.add_commit(committed_date=T(-1), message="head before the merge")
+    mr = p.add_merge_request("feat", created_at=T(-30), title="Old work")
+    mr.merge(at=T(1))
+    with FakeGitLab(world, token=TOKEN) as fake:
+        world.advance(timedelta(hours=2))
+        proj = client(fake).projects.get(p.id)
+        listed = [x.id for x in proj.commits.list(get_all=True)]
+        # git log: merge (T1), head (T-1), then the merged-in commits (T-46..T-48), then base
+        assert listed == [mr.merge_commit_sha, head.sha, olds[2].sha, olds[1].sha, olds[0].sha, base.sha]
+        assert [x.id for x in proj.commits.list(get_all=True, first_parent=True)] == [
+            mr.merge_commit_sha, head.sha, base.sha]
+        assert [x.id for x in proj.commits.list(get_all=True, order="topo")] == listed
+        # since stops at the first older commit of the date-ordered walk
+        assert [x.id for x in proj.commits.list(get_all=True, since=iso(T(-2)))] == [mr.merge_commit_sha, head.sha]
+        # compare from the old head: exactly what the merge brought, oldest first, head last
+        cmp = proj.repository_compare(head.sha, "main")
+        assert [x["id"] for x in cmp["commits"]] == [olds[0].sha, olds[1].sha, olds[2].sha, mr.merge_commit_sha]
+        assert cmp["commit"]["id"] == mr.merge_commit_sha
+        same = proj.repository_compare("main", "main")
+        assert same["commits"] == [] and same["commit"] is None and same["compare_same_ref"] is True
+        r = get(fake, f"/projects/{p.id}/repository/compare", params={"from": "f" * 40, "to": "main"})
+        assert r.status_code == 404
+
+
+def test_force_push_and_compare_from_a_commit_no_longer_on_the_branch(world):
+    p = world.add_project("acme/platform/api")
+    a = p.add_commit(committed_date=T(-5), message="A")
+    b = p.add_commit(committed_date=T(-4), message="B (will be dropped)")
+    p.reset_branch("main", a.sha, at=T(1))
+    c = p.add_commit(committed_date=T(0.5), pushed_at=T(1.5), message="C (rewritten)")
+    with FakeGitLab(world, token=TOKEN) as fake:
+        world.advance(timedelta(hours=2))
+        proj = client(fake).projects.get(p.id)
+        assert [x.id for x in proj.commits.list(get_all=True)] == [c.sha, a.sha]
+        assert proj.commits.get(b.sha).id == b.sha  # still readable by SHA
+        cmp = proj.repository_compare(b.sha, "main")  # merge base A: only C is new
+        assert [x["id"] for x in cmp["commits"]] == [c.sha]
+        ev = proj.events.list(get_all=True, sort="desc")
+        assert ev[0].push_data["commit_to"] == c.sha and ev[1].push_data["commit_to"] == a.sha
+
+
+def test_instance_events_of_every_visible_project(world):
+    p = world.add_project("acme/platform/api")
+    q = world.add_project("acme/data/ingest")
+    s = world.add_project("other/secret")
+    p.add_commit(committed_date=T(-30), message="p1")  # 2026-10-31 18:00
+    q.add_commit(committed_date=T(-3), message="q1")  # 2026-11-01 21:00
+    s.add_commit(committed_date=T(-2), message="s1")
+    mr = q.add_merge_request("feat", created_at=T(-2.5))
+    mr.close(at=T(-1))
+    p.add_tag("v1", created_at=T(-0.5))
+    with FakeGitLab(world, token=TOKEN) as fake:
+        fake.deny("other/secret")
+        r = get(fake, "/events", params={"scope": "all", "per_page": 100})
+        assert r.status_code == 200
+        got = r.json()
+        assert {e["project_id"] for e in got} == {p.id, q.id}  # denied projects are not shown
+        assert [e["created_at"] for e in got] == sorted((e["created_at"] for e in got), reverse=True)
+        assert got[0]["push_data"]["ref_type"] == "tag" and got[0]["push_data"]["ref"] == "v1"
+        assert got[1]["target_type"] == "MergeRequest" and got[1]["target_iid"] == mr.iid
+        assert got[1]["action_name"] == "closed"
+        # without scope=all: only the token user's own events (none here)
+        assert get(fake, "/events").json() == []
+        # after is an exclusive date (UTC): after=2026-10-31 is from 2026-11-01 00:00
+        after = get(fake, "/events", params={"scope": "all", "after": "2026-10-31"}).json()
+        assert [e["id"] for e in after] == [e["id"] for e in got[:-1]]
+        assert get(fake, "/events", params={"scope": "all", "after": "2026-11-01"}).json() == []
+        assert [e["id"] for e in get(fake, "/events", params={"scope": "all", "before": "2026-11-01"}).json()] == [
+            got[-1]["id"]]
+        pushes = get(fake, "/events", params={"scope": "all", "action": "pushed"}).json()
+        assert {e["action_name"] for e in pushes} == {"pushed to", "pushed new"}
+        mrs = get(fake, "/events", params={"scope": "all", "target_type": "merge_request"}).json()
+        assert [e["action_name"] for e in mrs] == ["closed", "opened"]
+        asc = get(fake, "/events", params={"scope": "all", "sort": "asc", "per_page": 2})
+        assert [e["id"] for e in asc.json()] == [e["id"] for e in got[::-1][:2]]
+        assert asc.headers["X-Next-Page"] == "2" and "next" in asc.links
+        gl = client(fake)
+        assert len(gl.events.list(scope="all", get_all=True)) == len(got)
+
+
 # ------------------------------------------------------------------------------------ filters
 
 

@@ -169,14 +169,14 @@ def test_live_polls_report_each_change_once_with_its_final_status(world, fake, c
     assert f"gitlab:{pid}:pipeline:{retried.id}:success:{int((now + 25 * M).timestamp())}" in new
     assert f"gitlab:{pid}:deployment:{blocked.id}:success:{int((now + 45 * M).timestamp())}" in new
     # the push and the merge came within GitLab's hour of activity throttling after the MR was opened
-    # (12:06): last_activity_at did not move; they are read once that hour is over
+    # (12:06): last_activity_at did not move, but the events feed shows them: reported at once
     assert p.last_activity_at == now + 6 * M
-    world.advance(H)
-    new = by_id(poll())
     assert f"gitlab:{pid}:commit:{late.sha}" in new  # pushed an hour after its date
     assert new[f"gitlab:{pid}:commit:{late.sha}"].timestamp == now - H
     assert f"gitlab:{pid}:mr:{mr.iid}:merged" in new
     assert f"gitlab:{pid}:commit:{mr.merge_commit_sha}" in new
+    world.advance(H)
+    assert poll() == []
     world.advance(2 * H)
     assert poll() == []
     assert poll() == []
@@ -187,8 +187,8 @@ def test_live_polls_report_each_change_once_with_its_final_status(world, fake, c
     assert sum(1 for e in seen if f":pipeline:{retried.id}:" in e.external_id) == 2
 
 
-def test_activity_inside_gitlabs_throttling_hour_is_caught_up(world, fake, connector):
-    """last_activity_at moves at most once an hour: a push just after a read can leave it unmoved."""
+def test_activity_inside_gitlabs_throttling_hour_is_reported_at_once(world, fake, connector):
+    """last_activity_at moves at most once an hour; the events feed does not wait."""
     p = world.add_project("acme/app")
     p.add_commit(committed_date=world.now - 10 * M, message="moves last_activity_at")
     integration = gitlab_integration(fake, ["acme/app"])
@@ -196,29 +196,15 @@ def test_activity_inside_gitlabs_throttling_hour_is_caught_up(world, fake, conne
     hidden = p.add_commit(committed_date=world.now + 5 * M, message="inside the hour")
     world.advance(10 * M)
     assert p.last_activity_at < hidden.committed_date  # GitLab did not move it
-    events, result = collect(connector.live_sync, integration, result.state, lookback=D)
-    assert events == []  # not visible yet (cost: nothing)
-    world.advance(H + 10 * M)
     check = connector.detect_changes(integration, result.state)
-    assert check.changed
+    assert check.changed and "push to main" in check.reason
     events, result = collect(connector.live_sync, integration, result.state, lookback=D)
     assert [e.data["sha"] for e in events] == [hidden.sha]
     assert not connector.detect_changes(integration, result.state).changed
-
-
-def test_events_in_throttle_hour_reports_at_once(world, fake):
-    from painchain_pipelines.connectors.gitlab.connector import Tuning
-
-    connector = GitLabConnector(Tuning(events_in_throttle_hour=True))
-    p = world.add_project("acme/app")
-    p.add_commit(committed_date=world.now - 10 * M, message="moves last_activity_at")
-    integration = gitlab_integration(fake, ["acme/app"])
-    _, result = collect(connector.live_sync, integration, None, lookback=D)
-    hidden = p.add_commit(committed_date=world.now + 5 * M, message="inside the hour")
-    world.advance(10 * M)
-    assert connector.detect_changes(integration, result.state).changed
+    world.advance(H + 10 * M)
+    assert not connector.detect_changes(integration, result.state).changed  # no catch-up needed
     events, result = collect(connector.live_sync, integration, result.state, lookback=D)
-    assert [e.data["sha"] for e in events] == [hidden.sha]
+    assert events == []
 
 
 def test_external_ids_are_the_same_in_window_and_live_syncs(world, fake, connector):
@@ -238,16 +224,18 @@ def test_probe_says_no_change_after_an_idle_sync_and_costs_little(world, fake, c
     world.add_project("acme/other").add_commit(committed_date=DAY, message="x")
     integration = gitlab_integration(fake, ["acme/platform/api", "acme/other"])
     _, result = collect(connector.live_sync, integration, None, lookback=3 * D)
-    world.advance(2 * H)  # past GitLab's throttling hour: one catch-up live sync
+    world.advance(2 * H)
     _, result = collect(connector.live_sync, integration, result.state, lookback=3 * D)
     fake.reset_requests()
     check = connector.detect_changes(integration, result.state)
     assert not check.changed, check.reason
-    # one projects listing, then per project one pipelines and one deployments request
-    assert len(fake.requests) == 1 + 2 * 2 == check.stats.api_requests
+    # the events feed, the newest releases of the group acme, then per project one pipelines and
+    # one deployments request (no projects listing: ids, paths and default branches are in the state)
+    assert len(fake.requests) == 1 + 1 + 2 * 2 == check.stats.api_requests
+    assert [r.path for r in fake.requests[:2]] == ["/api/v4/events", "/api/v4/groups/acme/releases"]
     fake.reset_requests()
     events, again = collect(connector.live_sync, integration, result.state, lookback=3 * D)
-    assert events == [] and len(fake.requests) == 5
+    assert events == [] and len(fake.requests) == 6
 
 
 @pytest.mark.parametrize("what", ["pipeline", "deployment"])

@@ -4,7 +4,6 @@ and pages of plain dicts (PyGithub's pagination without building an object per i
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import logging
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from painchain_pipelines.connectors.base import (
     RateLimited,
     SyncStats,
     TransientError,
+    parse_http_date,
 )
 from painchain_pipelines.connectors.github.config import GitHubConfig
 
@@ -133,7 +133,7 @@ class Page:
     @property
     def server_time(self) -> dt.datetime | None:
         """GitHub's clock when it answered (the Date header, to the second; 304s carry it too)."""
-        return _http_date(self.headers.get("date"))
+        return parse_http_date(self.headers.get("date"))
 
     @property
     def has_next(self) -> bool:
@@ -211,21 +211,9 @@ def _retry_after(headers: dict | None) -> float:
     reset = headers.get("x-ratelimit-reset")
     if reset and str(reset).isdigit():
         # The reset is an epoch second of GitHub's clock: measure it from GitHub's Date.
-        server_time = _http_date(headers.get("date"))
+        server_time = parse_http_date(headers.get("date"))
         now = server_time.timestamp() if server_time else time.time()
         return max(1.0, int(reset) - now + 1)
     return 60.0
-
-
-def _http_date(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:  # "-0000": UTC, as far as HTTP is concerned
-        return moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
 
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from painchain_pipelines.connectors.base import ConfigError
+from painchain_pipelines.connectors.config_fields import branch_names, http_url, json_list
 
 DEFAULT_BASE_URL = "https://api.github.com"
 MAX_REPOSITORIES = 200
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_BRANCH = re.compile(r"^[^\s~^:?*\[\\]+$")
 
 
 @dataclass(frozen=True)
@@ -28,24 +26,13 @@ class GitHubConfig:
         return f"GitHubConfig(repositories={self.repositories!r}, base_url={self.base_url!r}, branches={self.branches!r})"
 
 
-def _json_list(value: Any, field_name: str) -> list:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else []
-        except json.JSONDecodeError as exc:
-            raise ConfigError(field_name, f"is not valid JSON ({exc.msg})") from None
-    if not isinstance(value, list):
-        raise ConfigError(field_name, "must be a JSON list")
-    return value
-
-
 def parse_config(config: Mapping[str, Any]) -> GitHubConfig:
     token = config.get("token")
     if not isinstance(token, str) or not token.strip():
         raise ConfigError("token", "is missing (a personal access token or fine-grained token)")
 
     repositories: list[str] = []
-    for item in _json_list(config.get("repositories"), "repositories"):
+    for item in json_list(config.get("repositories"), "repositories"):
         if isinstance(item, Mapping):  # {"owner": "org", "repo": "name"}, as in the connector guide
             item = f"{item.get('owner', '')}/{item.get('repo', '')}"
         if not isinstance(item, str) or not _REPO.match(item.strip()):
@@ -58,16 +45,6 @@ def parse_config(config: Mapping[str, Any]) -> GitHubConfig:
     if len(repositories) > MAX_REPOSITORIES:
         raise ConfigError("repositories", f"lists more than {MAX_REPOSITORIES} repositories; split the integration")
 
-    base_url = (config.get("baseUrl") or DEFAULT_BASE_URL).strip().rstrip("/")
-    parsed = urlparse(base_url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError("baseUrl", f"{base_url!r} is not an http(s) URL (GitHub Enterprise: https://HOST/api/v3)")
-
-    branches: list[str] = []
-    for branch in _json_list(config.get("branches") or [], "branches"):
-        if not isinstance(branch, str) or not _BRANCH.match(branch.strip()):
-            raise ConfigError("branches", f"{branch!r} is not a branch name")
-        if branch.strip() not in branches:
-            branches.append(branch.strip())
+    base_url = http_url(config.get("baseUrl"), "baseUrl", DEFAULT_BASE_URL, " (GitHub Enterprise: https://HOST/api/v3)")
     return GitHubConfig(token=token.strip(), repositories=tuple(repositories), base_url=base_url,
-                        branches=tuple(branches))
+                        branches=branch_names(config.get("branches")))

@@ -5,7 +5,6 @@ RateLimit-Remaining, GitLab's clock from the Date header, and errors that never 
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import logging
 import os
 import random
@@ -26,6 +25,7 @@ from painchain_pipelines.connectors.base import (
     RateLimited,
     SyncStats,
     TransientError,
+    parse_http_date,
     utcnow,
 )
 from painchain_pipelines.connectors.gitlab.config import GitLabConfig
@@ -71,7 +71,7 @@ class Page:
 
     @property
     def server_time(self) -> dt.datetime | None:
-        return http_date(self.headers.get("date"))
+        return parse_http_date(self.headers.get("date"))
 
 
 class GitLabClient:
@@ -133,7 +133,7 @@ class GitLabClient:
             value = int(remaining)
             current = self.stats.gauges.get(RATE_LIMIT_REMAINING)
             self.stats.gauges[RATE_LIMIT_REMAINING] = value if current is None else min(current, value)
-        moment = http_date(response.headers.get("Date"))
+        moment = parse_http_date(response.headers.get("Date"))
         if moment is not None:
             self.server_time = moment
             self.host_ahead = utcnow() - moment
@@ -274,37 +274,16 @@ def retry_after(headers, default: float | None = 60.0) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
-            moment = http_date(value)  # an HTTP date
+            moment = parse_http_date(value)  # an HTTP date
             if moment is not None:
-                server = http_date(headers.get("Date")) or utcnow()
+                server = parse_http_date(headers.get("Date")) or utcnow()
                 return max(0.0, (moment - server).total_seconds())
     reset = str(headers.get("RateLimit-Reset") or "").strip()
     if reset.isdigit():
-        server = http_date(headers.get("Date"))
+        server = parse_http_date(headers.get("Date"))
         now = server.timestamp() if server else time.time()
         return max(0.0, int(reset) - now)
     return default
-
-
-def http_date(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
-
-
-def parse_ts(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
-    except ValueError:
-        return None
 
 
 def auth_error(url: str) -> AuthError:

@@ -1,17 +1,18 @@
-"""The GitLab connector: window syncs (backfills) and live syncs (incremental, activity-driven).
+"""The GitLab connector: window syncs (backfills) and live syncs (incremental, events-driven).
 
-One live sync (or change check) of an integration starts with ONE request listing the token's
-projects active since the last read (`GET /projects?membership=true&simple=true&
-last_activity_after=...`): it authenticates, gives GitLab's clock (Date header), resolves the
-configured paths to ids, and says which projects had pushes, merge requests, tags or releases.
-Only those are read for commits, merge requests, tags and releases. Pipeline and deployment
-status changes are not activity, so every project is asked for the pipelines and deployments
-updated after its cursor (one request each when nothing changed).
-
-GitLab moves `last_activity_at` at most once an hour, so a project read within that hour may
-have had activity since that did not move it: it is read once more after the hour (at no cost
-per poll in between; with `Tuning.events_in_throttle_hour` each poll asks for its newest project
-event instead, one request, so that such pushes, merge requests and tags come at once).
+A live sync (or change check) of an integration starts with ONE request to GitLab's events feed
+(`GET /events?scope=all&after=<date>&sort=desc`, every project the token is a member of), read
+newest first until past the cursor: it authenticates, gives GitLab's clock (Date header) and
+says *what* moved: which branch got pushes, which project got tag pushes or merge request
+events. Only those are read: commits of the pushed branches (one compare each), the tags list
+of projects with tag pushes, merge requests where MR events appeared (one group list when
+several projects share a top-level group). Releases make no event: each poll reads the newest
+releases of each top-level group (one request) and a slow sweep reads each project's releases by
+creation once a day. Pipeline and deployment status changes are not events either, so every
+project is asked for the pipelines and deployments updated after its cursor (one request each
+when nothing changed). The projects listing resolves paths to ids on the first sync (then the
+state's copy is used; re-read weekly). The feed is not throttled like `last_activity_at`, so
+activity is reported at the next poll.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from painchain_pipelines.connectors.base import (
     SyncStats,
     TimeWindow,
     iso,
+    parse_time,
     utcnow,
 )
 from painchain_pipelines.connectors.gitlab.client import (
@@ -39,7 +41,6 @@ from painchain_pipelines.connectors.gitlab.client import (
     GitLabClient,
     SourceUnavailable,
     auth_error,
-    parse_ts,
 )
 from painchain_pipelines.connectors.gitlab.config import GitLabConfig, parse_config
 from painchain_pipelines.connectors.gitlab.streams import STREAMS
@@ -51,6 +52,7 @@ from painchain_pipelines.connectors.gitlab.streams.base import (
     Stream,
     Tuning,
 )
+from painchain_pipelines.connectors.gitlab.streams.releases import release_project_path
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,35 @@ class _Listing:
     now: dt.datetime
     by_key: dict[str, dict] = field(default_factory=dict)  # path (lowercase) and str(id) -> simple project
     complete: bool = False  # unfiltered and every page read: a member project not in it is not a member
+
+
+@dataclass
+class _Changes:
+    """What the events feed says moved in one project since the cursor."""
+
+    branches: set[str] = field(default_factory=set)
+    tags: bool = False
+    merge_requests: bool = False
+
+
+@dataclass
+class _Plan:
+    """What a live sync (or change check) reads, decided before reading the streams."""
+
+    now: dt.datetime  # GitLab's clock at the start of the read: the next cursor
+    listed_at: str | None = None
+    infos: dict[str, dict] = field(default_factory=dict)  # configured name -> project (simple)
+    failures: dict[str, str] = field(default_factory=dict)  # configured name -> why it cannot be read
+    feed_used: bool = False
+    stale: set[int] = field(default_factory=set)  # project ids whose last activity read failed
+    feed_now: dt.datetime | None = None
+    complete: bool = True  # False: the feed could not tell what moved; read every activity stream
+    changes: dict[int, _Changes] = field(default_factory=dict)  # project id -> what moved
+    seen_now: dict[str, str] = field(default_factory=dict)  # feed event ids read -> created_at
+    releases: dict[int, list[dict]] = field(default_factory=dict)  # project id -> unknown new releases
+    releases_by_project: set[int] = field(default_factory=set)  # group list unreadable: list per project
+    sweep: dict[int, dt.datetime] = field(default_factory=dict)  # project id -> releases read since (sweep)
+    reason: str | None = None  # (change check) why a live sync would read something
 
 
 class GitLabConnector:
@@ -124,28 +155,30 @@ class GitLabConnector:
         config = self.validate(integration)
         stats = SyncStats(sources=list(config.projects))
         saved = _saved_projects(state)
-        new_state: dict[str, Any] = {"version": STATE_VERSION, "projects": {}}
         client = GitLabClient(config, stats, self.client_tuning)
         lowers: list[dt.datetime] = []
         complete_from: list[dt.datetime] = []
         try:
-            listing = self._list_projects(client, config, since=self._activity_since(config, saved, lookback))
-            now = listing.now
-            prefetched = self._group_merge_requests(client, config, listing, saved, stats)
+            plan = self._plan(client, config, state, stats)
+            now = plan.now
+            new_state: dict[str, Any] = {"version": STATE_VERSION, "projects": {}, "listed_at": plan.listed_at}
+            prefetched = self._group_merge_requests(client, config, plan, stats, saved)
             for name in config.projects:
                 project_state = saved.get(name) or {}
-                try:
-                    info = self._resolve(client, name, listing, project_state)
-                except SourceUnavailable as exc:
-                    stats.failed_sources[name] = str(exc)
+                info = plan.infos.get(name)
+                if info is None:
+                    stats.failed_sources[name] = plan.failures.get(name, "not found")
                     if project_state:
                         new_state["projects"][name] = project_state
                     continue
-                read = self._live_project(client, config, name, info, listing, project_state, now, lookback,
-                                          sink, stats, prefetched.get(int(info["id"])))
+                read = self._live_project(client, config, name, info, plan, project_state, lookback, sink, stats,
+                                          prefetched.get(int(info["id"])))
                 new_state["projects"][name] = read["state"]
                 lowers.append(read["lower"])
                 complete_from.append(read["complete_from"])
+            # A project whose activity read failed keeps its read_at: older than the feed's cursor,
+            # it is read in full (from its read_at) by the next sync.
+            new_state["events"] = {"cursor": iso(now), "seen": plan.seen_now}
         finally:
             client.close()
         self._fail_if_nothing_accessible(config, stats)
@@ -158,40 +191,33 @@ class GitLabConnector:
         return SyncResult(stats=stats, state=new_state, window=window, covered=covered)
 
     def detect_changes(self, integration: Integration, state: dict[str, Any] | None) -> ChangeCheck:
-        """One projects listing, then per project one pipelines and one deployments request
-        (and one events request for a project inside GitLab's hour of activity throttling);
-        stops at the first change."""
+        """The events feed (one request when fewer than 100 events since the cursor), the newest
+        releases of each top-level group (one request each), then per project one pipelines and
+        one deployments request; stops at the first change. Says "changed" exactly when a live
+        sync would read something new."""
         config = self.validate(integration)
         stats = SyncStats(sources=list(config.projects))
         saved = _saved_projects(state)
         client = GitLabClient(config, stats, self.client_tuning)
         try:
-            if any(name not in saved for name in config.projects):
-                missing = next(name for name in config.projects if name not in saved)
+            missing = next((name for name in config.projects
+                            if not (saved.get(name) or {}).get("info") or not (saved.get(name) or {}).get("read_at")),
+                           None)
+            if missing is not None or not (state or {}).get("events"):
                 # Never synced: one request, so that a wrong token shows here (AuthError).
                 self._list_projects(client, config, since=utcnow(), max_pages=1)
-                return ChangeCheck(True, f"{missing}: never synced", stats)
-            listing = self._list_projects(client, config, since=self._activity_since(config, saved, None))
-            inaccessible = 0
+                return ChangeCheck(True, f"{missing or 'events feed'}: never synced", stats)
+            plan = self._plan(client, config, state, stats, probe=True)
+            if plan.reason:
+                return ChangeCheck(True, plan.reason, stats)
             for name in config.projects:
                 project_state = saved[name]
-                info = listing.by_key.get(name.lower())
-                if info is None and not project_state.get("member"):
-                    try:
-                        info = self._get_project(client, name)
-                    except SourceUnavailable:
-                        inaccessible += 1
-                        continue
-                project = self._project(info or project_state["info"], config)
-                ctx = Context(client, project, self.tuning, listing.now)
+                project = self._project(project_state["info"], config)
+                ctx = Context(client, project, self.tuning, plan.now)
                 streams = project_state.get("streams") or {}
-                read_at = parse_ts(project_state.get("read_at"))
+                cursor = parse_time(project_state.get("cursor")) or plan.now
+                lower = min(cursor, plan.now) - self.tuning.overlap
                 try:
-                    reason, _ = self._activity_change(ctx, info, project_state, read_at)
-                    if reason:
-                        return ChangeCheck(True, f"{name}: {reason}", stats)
-                    cursor = parse_ts(project_state.get("cursor")) or listing.now
-                    lower = min(cursor, listing.now) - self.tuning.overlap
                     for stream in STREAMS:
                         if not stream.is_activity:
                             reason = stream.probe(ctx, streams.get(stream.name) or {}, lower)
@@ -205,15 +231,240 @@ class GitLabConnector:
             client.close()
         return ChangeCheck(False, "no change", stats)
 
-    # ------------------------------------------------------------------ projects
+    # ------------------------------------------------------------------ what changed
 
-    def _activity_since(self, config: GitLabConfig, saved: dict, lookback: dt.timedelta | None) -> dt.datetime | None:
-        """The last_activity_after of the listing: before the oldest last read, by `activity_lag`
-        (None: list every project, for the first sync of a project)."""
-        reads = [parse_ts((saved.get(name) or {}).get("read_at")) for name in config.projects]
-        if any(r is None for r in reads):
+    def _plan(self, client: GitLabClient, config: GitLabConfig, state: dict[str, Any] | None, stats: SyncStats,
+              probe: bool = False) -> _Plan:
+        """Which projects and streams a live sync reads: the projects (from the state, the listing
+        when due), then the events feed since the cursor (what moved: branches, tags, MRs), the
+        newest releases of each group, and whether the periodic release check is due. With
+        `probe`, stops at the first reason to sync (`plan.reason`)."""
+        saved = _saved_projects(state)
+        events_state = (state or {}).get("events") if (state or {}).get("version") == STATE_VERSION else None
+        plan = _Plan(now=utcnow())
+        listed_at = parse_time((state or {}).get("listed_at"))
+        first = (any(not (saved.get(name) or {}).get("info") for name in config.projects)
+                 or listed_at is None or events_state is None)
+        listing = None
+        if first and not probe:
+            listing = self._list_projects(client, config, since=None)
+            plan.now, plan.listed_at = listing.now, iso(listing.now)
+        self._resolve_all(client, config, plan, listing, saved)
+        # The events feed: what moved since the cursor.
+        cursor = parse_time((events_state or {}).get("cursor"))
+        if cursor is not None:
+            plan.feed_used = True
+            for name, info in plan.infos.items():
+                read_at = parse_time((saved.get(name) or {}).get("read_at"))
+                if read_at is not None and read_at < cursor:  # its last activity read failed
+                    plan.stale.add(int(info["id"]))
+                    if probe:
+                        plan.reason = f"{name}: activity not read since {iso(read_at)} (a read failed)"
+                        return plan
+            self._read_feed(client, config, plan, saved, cursor, (events_state or {}).get("seen") or {}, probe)
+            if probe and plan.reason:
+                return plan
+        elif listing is not None:
+            # First sync: every project is read in full; the feed is read only to know which of
+            # its events (within the overlap) that read already covers.
+            self._read_feed(client, config, plan, saved, listing.now, {}, False)
+            plan.changes.clear()
+        if listing is None:
+            plan.now = plan.feed_now or client.server_time or plan.now
+            plan.listed_at = iso(listed_at) if listed_at else None
+            if not probe and listed_at is not None and plan.now - listed_at >= self.tuning.projects_refresh:
+                # Paths, ids and default branches again (renames, new default branch): 1 request.
+                refreshed = self._list_projects(client, config, since=None)
+                plan.listed_at = iso(refreshed.now)
+                self._resolve_all(client, config, plan, refreshed, saved)
+        # Releases make no event: the newest of each group, and the periodic check.
+        self._release_news(client, config, plan, saved, probe)
+        return plan
+
+    def _resolve_all(self, client: GitLabClient, config: GitLabConfig, plan: _Plan, listing: _Listing | None,
+                     saved: dict) -> None:
+        """Each project's simple representation: from the listing, else the state's copy, else
+        one GET (a project the token is not a member of, first seen)."""
+        for name in config.projects:
+            project_state = saved.get(name) or {}
+            info = listing.by_key.get(name.lower()) if listing else None
+            if info is not None:
+                plan.infos[name] = {**info, "_member": True}
+            elif project_state.get("info") and not (listing and listing.complete and project_state.get("member")):
+                plan.infos[name] = {**project_state["info"], "_member": bool(project_state.get("member"))}
+            elif name not in plan.infos:
+                try:
+                    plan.infos[name] = {**self._get_project(client, name), "_member": False}
+                    plan.failures.pop(name, None)
+                except SourceUnavailable as exc:
+                    if exc.status == 401:
+                        raise auth_error(config.url) from None
+                    plan.failures[name] = str(exc)
+
+    def _read_feed(self, client: GitLabClient, config: GitLabConfig, plan: _Plan, saved: dict,
+                   cursor: dt.datetime, seen: dict, probe: bool) -> None:
+        """Reads `GET /events?scope=all` newest first down to `cursor - overlap` (every project the
+        token is a member of; a followed project it is not a member of is asked for its own
+        events). Fills plan.changes {project id: _Changes}; plan.complete False when the feed
+        could not tell (too many pages, cursor too old)."""
+        lower = cursor - self.tuning.overlap
+        by_id = {int(info["id"]): (name, info) for name, info in plan.infos.items()}
+        after = (lower - dt.timedelta(days=1)).date().isoformat()  # a date, exclusive, in UTC
+        params = {"scope": "all", "after": after, "sort": "desc", "per_page": PER_PAGE}
+        sources = [("/events", "events feed", None)]
+        sources += [(f"/projects/{info['id']}/events", f"{name} events", int(info["id"]))
+                    for name, info in plan.infos.items() if not info.get("_member")]
+        for path, what, only in sources:
+            pages = 0
+            try:
+                for page in client.pages(path, params, what):
+                    pages += 1
+                    if plan.feed_now is None and page.server_time is not None:
+                        plan.feed_now = page.server_time
+                    if plan.feed_now is not None and plan.feed_now - cursor > self.tuning.events_horizon:
+                        # GitLab may have pruned events since: the feed cannot tell
+                        plan.complete = False
+                        plan.reason = plan.reason or f"events feed: cursor {iso(cursor)} older than its horizon"
+                        break
+                    past = False
+                    for event in page.data:
+                        created = parse_time(event.get("created_at"))
+                        if created is not None and created < lower:
+                            past = True
+                            break
+                        if created is not None:
+                            plan.seen_now[str(event.get("id"))] = event.get("created_at")
+                        pid = event.get("project_id")
+                        if (only is not None and pid != only) or pid not in by_id:
+                            continue
+                        if str(event.get("id")) in seen:
+                            continue
+                        name, info = by_id[pid]
+                        reason = self._note_event(plan, name, info, config, event)
+                        if reason and probe:
+                            plan.reason = f"{name}: {reason}"
+                            return
+                    if past:
+                        break
+                    if pages >= self.tuning.events_max_pages and page.next_params is not None:
+                        plan.complete = False
+                        plan.reason = plan.reason or f"{what}: more than {pages} pages since the cursor"
+                        break
+            except SourceUnavailable as exc:
+                if exc.status == 401:
+                    raise auth_error(config.url) from None
+                plan.complete = False
+                plan.reason = plan.reason or f"{what} unreadable ({exc})"
+                log.info("%s unreadable (%s): reading every project's activity", what, exc)
+        if not plan.complete:
+            plan.seen_now = {}
+        # keep only what the next read (from now - overlap) can list again
+        if plan.feed_now is not None:
+            keep_from = plan.feed_now - 2 * self.tuning.overlap
+            plan.seen_now = {k: v for k, v in plan.seen_now.items() if (parse_time(v) or keep_from) >= keep_from}
+
+    def _note_event(self, plan: _Plan, name: str, info: dict, config: GitLabConfig, event: dict) -> str | None:
+        """Records what a feed event says moved; returns why it matters (None: nothing followed)."""
+        pid = int(info["id"])
+        push = event.get("push_data") or {}
+        changes = plan.changes.setdefault(pid, _Changes())
+        if push:
+            ref = push.get("ref")
+            if push.get("ref_type") == "tag":
+                changes.tags = True
+                return f"tag {ref} pushed"
+            followed = self._project(info, config).branches
+            if config.all_branches or ref in followed:
+                changes.branches.add(ref)
+                return f"push to {ref}"
             return None
-        return min(reads) - self.tuning.activity_lag
+        if event.get("target_type") == "MergeRequest":
+            changes.merge_requests = True
+            return f"MR !{event.get('target_iid')} {event.get('action_name')}"
+        return None
+
+    def _release_news(self, client: GitLabClient, config: GitLabConfig, plan: _Plan, saved: dict,
+                      probe: bool) -> None:
+        """Releases make no event. Each poll: the newest releases (by released_at, down to the
+        cursor) of each top-level group with followed projects (a project outside a group: its
+        own list), plan.releases {project id: unknown releases}; then the release sweep."""
+        cursor = min((parse_time((saved.get(name) or {}).get("read_at")) or plan.now for name in plan.infos),
+                     default=plan.now)
+        lower = min(cursor, plan.now) - self.tuning.overlap
+        known = {int(info["id"]): set(((saved.get(name) or {}).get("streams") or {}).get("releases", {}).get("known", []))
+                 for name, info in plan.infos.items() if (saved.get(name) or {}).get("read_at")}
+        by_path = {(info.get("path_with_namespace") or "").lower(): int(info["id"]) for info in plan.infos.values()}
+        roots: dict[str, list[int]] = {}
+        for name, info in plan.infos.items():
+            pid = int(info["id"])
+            if pid not in known:
+                continue  # never read: its first read lists its releases
+            namespace = info.get("namespace") or {}
+            root = (info.get("path_with_namespace") or "").split("/")[0]
+            if namespace.get("kind") == "user" or not root:
+                roots[f"project:{pid}"] = [pid]
+            else:
+                roots.setdefault(root, []).append(pid)
+        for root, pids in roots.items():
+            if root.startswith("project:"):
+                path, what = f"/projects/{pids[0]}/releases", f"project {pids[0]} releases"
+            else:
+                path, what = f"/groups/{quote(root, safe='')}/releases", f"group {root} releases"
+            params = {"sort": "desc", "per_page": PER_PAGE} if not root.startswith("project:") else \
+                {"order_by": "released_at", "sort": "desc", "per_page": PER_PAGE}
+            try:
+                for release in client.items(path, params, what):
+                    released = parse_time(release.get("released_at"))
+                    if released is not None and released < lower:
+                        break
+                    pid = pids[0] if root.startswith("project:") else _project_of(release, root, by_path)
+                    if pid not in known or release.get("tag_name") in known[pid]:
+                        continue
+                    plan.releases.setdefault(pid, []).append(release)
+                    if probe:
+                        plan.reason = f"project {pid}: release {release.get('tag_name')}"
+                        return
+            except SourceUnavailable as exc:
+                if exc.status == 401:
+                    raise auth_error(config.url) from None
+                # e.g. a project access token cannot read the group: those projects one by one
+                log.info("%s unreadable (%s); releases of its projects read one by one", what, exc)
+                for pid in pids:
+                    plan.releases_by_project.add(pid)
+                if probe:
+                    plan.reason = f"{what} unreadable"
+                    return
+        self._release_sweep(config, plan, saved, probe)
+
+    def _release_sweep(self, config: GitLabConfig, plan: _Plan, saved: dict, probe: bool) -> None:
+        """A release created on an existing tag with a released_at older than the cursor shows in
+        no event and not at the top of the group's list: each project's releases are also read by
+        creation once per `release_sweep`. A live sync sweeps at most `release_sweep_per_sync`
+        due projects (stalest first) and every project overdue by twice the period; the change
+        check says "changed" only for an overdue one (so an idle integration is swept too)."""
+        period = self.tuning.release_sweep
+        if not period:
+            return
+        due: list[tuple[dt.datetime, int]] = []
+        for name, info in plan.infos.items():
+            project_state = saved.get(name) or {}
+            if not project_state.get("read_at"):
+                continue  # its first read lists its releases
+            checked = parse_time(project_state.get("releases_checked_at")) or plan.now - 2 * period
+            if plan.now - checked >= period:
+                due.append((checked, int(info["id"])))
+        due.sort()
+        for rank, (checked, pid) in enumerate(due):
+            overdue = plan.now - checked >= 2 * period
+            if probe:
+                if overdue:
+                    plan.reason = f"project {pid}: release sweep overdue"
+                    return
+                continue
+            if overdue or rank < self.tuning.release_sweep_per_sync:
+                plan.sweep[pid] = checked - self.tuning.overlap
+
+    # ------------------------------------------------------------------ projects
 
     def _list_projects(self, client: GitLabClient, config: GitLabConfig, since: dt.datetime | None,
                        max_pages: int = MAX_MEMBERSHIP_PAGES) -> _Listing:
@@ -278,127 +529,118 @@ class GitLabConnector:
             details = "; ".join(f"{k}: {v}" for k, v in stats.failed_sources.items())
             raise ConfigError("projects", f"none of the projects can be read with this token ({details})")
 
-    # ------------------------------------------------------------------ activity
-
-    def _activity_change(self, ctx: Context, info: dict | None, project_state: dict,
-                         read_at: dt.datetime | None, ask: bool = True) -> tuple[str | None, int | None]:
-        """(why the activity streams of a project must be read, or None; the newest event id if
-        it was asked for).
-
-        `info` is the project as listed (None or `_listed` False: not listed, so no activity
-        since the listing's lower bound). last_activity_at moved since our last read: activity.
-        Otherwise, while it is within GitLab's hour of throttling before our read, activity may
-        have left it unmoved: the newest project event (pushes, merge requests, tags) and the
-        newest release (releases make no event) tell.
-        """
-        if read_at is None:
-            return "never read", None
-        if info is None or info.get("_listed") is False:
-            return None, None
-        last_activity = parse_ts(info.get("last_activity_at"))
-        if last_activity is None:
-            return "no last_activity_at", None
-        saved_activity = parse_ts(project_state.get("last_activity_at"))
-        if saved_activity is None or last_activity > saved_activity:
-            return f"activity at {iso(last_activity)}", None
-        if read_at >= last_activity + self.tuning.activity_lag:
-            return None, None  # read after its throttling hour: activity since would have moved it
-        # Read inside the throttling hour: activity after our read may have left it unmoved.
-        if ctx.now >= last_activity + self.tuning.activity_lag:
-            return "catch-up after GitLab's activity throttling hour", None
-        if self.tuning.events_in_throttle_hour and ask:
-            newest = self._newest_event_id(ctx, read_at)
-            if newest is not None and newest != project_state.get("last_event_id"):
-                return "new project events", newest
-        return None, None
-
-    def _newest_event_id(self, ctx: Context, since: dt.datetime) -> int | None:
-        after = (since - dt.timedelta(days=1)).date().isoformat()  # `after` is a date, exclusive
-        page = ctx.client.get(f"{ctx.project.api}/events", {"after": after, "sort": "desc", "per_page": 1},
-                              f"{ctx.project.path} events")
-        return page.data[0].get("id") if page.data else None
-
     # ------------------------------------------------------------------ live sync
 
-    def _live_project(self, client: GitLabClient, config: GitLabConfig, name: str, info: dict, listing: _Listing,
-                      project_state: dict, now: dt.datetime, lookback: dt.timedelta, sink: EventSink,
-                      stats: SyncStats, merge_requests: list[dict] | None = None) -> dict:
+    def _live_project(self, client: GitLabClient, config: GitLabConfig, name: str, info: dict, plan: _Plan,
+                      project_state: dict, lookback: dt.timedelta, sink: EventSink, stats: SyncStats,
+                      merge_requests: list[dict] | None = None) -> dict:
+        now = plan.now
         project = self._project(info, config)
         ctx = Context(client, project, self.tuning, now)
-        if merge_requests is not None:
-            ctx.shared["merge_requests"] = merge_requests
         streams_state: dict[str, dict] = {k: dict(v) for k, v in (project_state.get("streams") or {}).items()}
-        read_at = parse_ts(project_state.get("read_at"))
-        cursor = parse_ts(project_state.get("cursor"))
+        read_at = parse_time(project_state.get("read_at"))
+        cursor = parse_time(project_state.get("cursor"))
         first_read = read_at is None
         activity_lower = min(read_at, now) - self.tuning.overlap if read_at else now - lookback
         status_lower = min(cursor, now) - self.tuning.overlap if cursor else now - lookback
         kept_info = {k: info.get(k) for k in ("id", "path_with_namespace", "default_branch", "web_url")}
+        kept_info["namespace"] = {"kind": (info.get("namespace") or {}).get("kind")}
         new_state: dict[str, Any] = {
             "info": kept_info,
             "member": bool(info.get("_member")),
             "read_at": project_state.get("read_at"),
             "cursor": project_state.get("cursor"),
-            "last_activity_at": project_state.get("last_activity_at"),
-            "last_event_id": project_state.get("last_event_id"),
+            "releases_checked_at": project_state.get("releases_checked_at"),
             "streams": streams_state,
         }
-
-        try:
-            reason, newest_event = self._activity_change(ctx, info, project_state, read_at)
-        except SourceUnavailable as exc:
-            if exc.status == 401:
-                raise auth_error(config.url) from None
-            reason, newest_event = f"events unreadable ({exc})", None
+        pid = int(info["id"])
+        wanted = self._activity_to_read(project, plan, pid, first_read,
+                                        (streams_state.get("commits") or {}).get("heads") or {})
+        if merge_requests is not None:
+            ctx.shared["merge_requests"] = merge_requests
+        full = first_read or not plan.complete or not plan.feed_used or pid in plan.stale
+        if not full:
+            changes = plan.changes.get(pid) or _Changes()
+            ctx.shared["moved_branches"] = set(changes.branches)
+        if plan.releases.get(pid):
+            ctx.shared["new_releases"] = plan.releases[pid]
+        since = [plan.sweep[pid]] if pid in plan.sweep else []
+        if pid in plan.releases_by_project or full:
+            since.append(activity_lower)
+        if since:
+            ctx.shared["releases_since"] = min(since)
+        if wanted:
+            log.debug("%s: reading %s", name, ", ".join(sorted(wanted)))
         activity_ok = True
-        if reason:
-            log.debug("%s: reading activity streams: %s", name, reason)
-            # The newest event before reading (events made during the read count as new next
-            # time); only worth a request while the project is inside the throttling hour.
-            if newest_event is None and self.tuning.events_in_throttle_hour and _in_throttle_hour(info, now, self.tuning):
-                try:
-                    newest_event = self._newest_event_id(ctx, now)
-                except SourceUnavailable:
-                    newest_event = None
-            for stream in STREAMS:
-                if stream.is_activity:
-                    ok = self._run_stream(stream, ctx, name, streams_state, activity_lower, first_read, sink, stats)
-                    activity_ok = activity_ok and ok
-            if activity_ok:
-                new_state["read_at"] = iso(now)
-                new_state["last_activity_at"] = info.get("last_activity_at") or new_state["last_activity_at"]
-                new_state["last_event_id"] = newest_event
-        elif read_at is not None and not _in_throttle_hour(info, read_at, self.tuning):
-            # Nothing new in the activity streams up to now: the listing says so.
-            new_state["read_at"] = iso(max(read_at, now))
+        for stream in STREAMS:
+            if stream.is_activity and stream.name in wanted:
+                ok = self._run_stream(stream, ctx, name, streams_state, activity_lower, first_read, sink, stats)
+                activity_ok = activity_ok and ok
+        if activity_ok:
+            new_state["read_at"] = iso(now)
+            if "releases_list" in wanted:  # every release created since the last check was listed
+                new_state["releases_checked_at"] = iso(now)
         status_ok = True
+        status_failed = 0
         for stream in STREAMS:
             if not stream.is_activity:
                 ok = self._run_stream(stream, ctx, name, streams_state, status_lower, cursor is None, sink, stats)
                 status_ok = status_ok and ok
+                status_failed += not ok
         if status_ok:
             new_state["cursor"] = iso(now)
+        elif status_failed == sum(1 for stream in STREAMS if not stream.is_activity) and activity_ok:
+            # Every request failed: is the project itself gone for this token (its events then
+            # leave the feed)? If so its activity is read in full once it is back.
+            try:
+                self._get_project(client, str(pid))
+            except SourceUnavailable as exc:
+                if exc.status == 401:
+                    raise auth_error(config.url) from None
+                new_state["read_at"] = project_state.get("read_at")
+                activity_ok = False
+                stats.failed_sources[name] = str(exc)
         complete_from = max(activity_lower, status_lower) if activity_ok and status_ok else now
-        return {"state": new_state, "lower": min(activity_lower, status_lower), "complete_from": complete_from}
+        return {"state": new_state, "lower": min(activity_lower, status_lower), "complete_from": complete_from,
+                "activity_ok": activity_ok}
 
-    def _group_merge_requests(self, client: GitLabClient, config: GitLabConfig, listing: _Listing, saved: dict,
-                              stats: SyncStats) -> dict[int, list[dict]]:
-        """Merge requests of the projects about to be read, one list per top-level group shared by
-        at least `group_merge_requests_min` of them (GET /groups/:id/merge_requests covers its
-        subgroups): {project id: its MRs updated after the earliest cursor}. Projects of other
-        groups, or of a group the token cannot list, are asked one by one."""
+    def _activity_to_read(self, project: Project, plan: _Plan, pid: int, first_read: bool,
+                          heads: dict[str, str]) -> set[str]:
+        """The activity streams a live sync reads for a project: all of them on its first read or
+        when the feed could not tell; otherwise only what the feed (and the release checks) say."""
+        if first_read or not plan.complete or not plan.feed_used or pid in plan.stale:
+            return {"commits", "merge_requests", "tags", "releases", "releases_list"}
+        changes = plan.changes.get(pid) or _Changes()
+        wanted: set[str] = set()
+        if changes.branches or (not project.all_branches and any(b not in heads for b in project.branches)):
+            wanted.add("commits")
+        if changes.merge_requests:
+            wanted.add("merge_requests")
+        if changes.tags:
+            wanted |= {"tags", "releases"}
+        if plan.releases.get(pid):
+            wanted.add("releases")
+        if pid in plan.sweep or pid in plan.releases_by_project:
+            wanted |= {"releases", "releases_list"}
+        return wanted
+
+    def _group_merge_requests(self, client: GitLabClient, config: GitLabConfig, plan: _Plan,
+                              stats: SyncStats, saved: dict) -> dict[int, list[dict]]:
+        """Merge requests of the projects about to be read for them, one list per top-level group
+        shared by at least `group_merge_requests_min` of them (GET /groups/:id/merge_requests
+        covers its subgroups): {project id: its MRs updated after the earliest last read}.
+        Projects of other groups, or of a group the token cannot list, are asked one by one."""
         by_root: dict[str, list[tuple[int, dt.datetime]]] = {}
-        for name in config.projects:
+        for name, info in plan.infos.items():
             project_state = saved.get(name) or {}
-            info = listing.by_key.get(name.lower())
-            read_at = parse_ts(project_state.get("read_at"))
-            if info is None or read_at is None or not project_state.get("member"):
+            read_at = parse_time(project_state.get("read_at"))
+            if read_at is None or (info.get("namespace") or {}).get("kind") == "user":
                 continue
-            ctx = Context(client, self._project(info, config), self.tuning, listing.now)
-            reason, _ = self._activity_change(ctx, info, project_state, read_at, ask=False)
-            if reason:
+            pid = int(info["id"])
+            heads = ((project_state.get("streams") or {}).get("commits") or {}).get("heads") or {}
+            if "merge_requests" in self._activity_to_read(self._project(info, config), plan, pid, False, heads):
                 root = (info.get("path_with_namespace") or "").split("/")[0]
-                by_root.setdefault(root, []).append((int(info["id"]), min(read_at, listing.now) - self.tuning.overlap))
+                by_root.setdefault(root, []).append((pid, min(read_at, plan.now) - self.tuning.overlap))
         out: dict[int, list[dict]] = {}
         for root, members in by_root.items():
             if len(members) < self.tuning.group_merge_requests_min:
@@ -406,7 +648,7 @@ class GitLabConnector:
             lower = min(lower for _, lower in members)
             params = {"state": "all", "scope": "all", "order_by": "updated_at", "sort": "asc", "per_page": PER_PAGE,
                       "updated_after": iso(lower)}
-            wanted = {pid: [] for pid, _ in members}
+            wanted: dict[int, list[dict]] = {pid: [] for pid, _ in members}
             try:
                 for mr in client.items(f"/groups/{quote(root, safe='')}/merge_requests", params,
                                        f"group {root} merge requests"):
@@ -439,10 +681,16 @@ class GitLabConnector:
         return True
 
 
-def _in_throttle_hour(info: dict, now: dt.datetime, tuning: Tuning) -> bool:
-    """Whether activity after `now` could leave the project's last_activity_at unmoved."""
-    last_activity = parse_ts(info.get("last_activity_at"))
-    return last_activity is None or last_activity > now - tuning.activity_lag
+def _project_of(release: dict, root: str, by_path: dict[str, int]) -> int | None:
+    """The followed project of a release from a group list (its `tag_path` may start with the
+    instance's relative URL, e.g. `/gitlab/acme/app/-/tags/v1`)."""
+    path = (release_project_path(release) or "").lower()
+    segments = path.split("/")
+    for i in range(len(segments)):
+        candidate = "/".join(segments[i:])
+        if candidate.startswith(root.lower() + "/") and candidate in by_path:
+            return by_path[candidate]
+    return None
 
 
 def _deep_copy(value: Any) -> Any:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from painchain_pipelines.connectors.base import Event, TimeWindow, iso
-from painchain_pipelines.connectors.gitlab.client import GitLabClient, parse_ts
+from painchain_pipelines.connectors.base import Event, TimeWindow, iso, parse_time
+from painchain_pipelines.connectors.gitlab.client import GitLabClient
 
 CONNECTOR = "gitlab"
 PER_PAGE = 100
@@ -44,14 +44,26 @@ class Tuning:
     # Re-read this much before the previous live sync's GitLab time (clock skew, transactions
     # committed late, updated_at rounded): changes inside it are deduplicated by the state.
     overlap: dt.timedelta = dt.timedelta(minutes=10)
-    # GitLab moves a project's last_activity_at at most once an hour: a project whose
-    # last_activity_at is within this much before our last read may have had activity since.
-    activity_lag: dt.timedelta = dt.timedelta(hours=1, minutes=10)
-    # A project read inside that hour is read once more after it (activity in between may have
-    # left last_activity_at unmoved): reported up to `activity_lag` late, at no cost per poll.
-    # With this set, each poll also asks such a project for its newest event (one request) so
-    # that pushes, merge requests and tags in the hour are reported at once.
-    events_in_throttle_hour: bool = False
+    # The events feed (GET /events?scope=all) is read newest first until past the cursor; more
+    # pages than this (or a cursor older than `events_horizon`) and the sync reads every
+    # project's activity streams instead (what the feed would have said is not known).
+    events_max_pages: int = 20
+    events_horizon: dt.timedelta = dt.timedelta(days=365)
+    # The projects listing (paths -> ids, default branches) is read again this often (1 request);
+    # in between the state's copy is used (a rename or a new default branch is seen that late).
+    projects_refresh: dt.timedelta = dt.timedelta(days=7)
+    # A compare answer with this many commits may be capped (GitLab caps anonymous callers to the
+    # newest 100): it is completed by comparing up to each parent not in it, at most this many rounds.
+    compare_cap: int = 100
+    compare_rounds: int = 20
+    # Releases make no event. Each poll reads the newest releases of each top-level group (one
+    # request) by released_at; a release created on an existing tag with a released_at older
+    # than the cursor (backdated) does not show there, so each project's releases are also read
+    # by creation once per `release_sweep` (one request per project): at most
+    # `release_sweep_per_sync` due projects per live sync, every project overdue by twice the
+    # period (the change check asks for a live sync then). 0: no sweep.
+    release_sweep: dt.timedelta = dt.timedelta(days=1)
+    release_sweep_per_sync: int = 2
     # Merge requests of projects sharing a top-level group come from one group list when at least
     # this many of them are read in a sync (0 or a huge number: always project by project).
     group_merge_requests_min: int = 3
@@ -100,7 +112,7 @@ def remember(state: dict, key: str, at: dt.datetime | str | None, tuning: Tuning
 def prune_seen(state: dict, oldest: dt.datetime, tuning: Tuning) -> None:
     """Forget emitted keys older than `oldest` (they can no longer be re-read), keep the newest."""
     seen = seen_keys(state)
-    kept = {k: v for k, v in seen.items() if (parse_ts(v) if v else oldest) >= oldest}
+    kept = {k: v for k, v in seen.items() if (parse_time(v) if v else oldest) >= oldest}
     if len(kept) > tuning.max_seen:
         kept = dict(sorted(kept.items(), key=lambda kv: kv[1] or "")[-tuning.max_seen:])
     state["seen"] = kept
@@ -110,8 +122,9 @@ class Stream:
     """One kind of event of a project."""
 
     name: ClassVar[str]
-    # Whether a change of this stream moves the project's last_activity_at (pushes, MRs, tags,
-    # releases do; pipeline and deployment status changes do not, so those are probed always).
+    # Whether changes of this stream are activity, read when the events feed (or the release
+    # checks) says so: pushes, MRs, tags, releases. Pipeline and deployment status changes make no
+    # event, so those streams are probed for every project every poll.
     is_activity: ClassVar[bool] = True
 
     def window(self, ctx: Context, window: TimeWindow) -> Iterator[Event]:
@@ -122,7 +135,7 @@ class Stream:
 
     def probe(self, ctx: Context, state: dict, lower: dt.datetime) -> str | None:
         """Why a live sync of this stream would find something (None: it would not). Only for
-        streams that are not activity; the others are probed by the projects' activity."""
+        streams that are not activity; the others are probed by the events feed."""
         return None
 
 

@@ -1,12 +1,20 @@
 """Commits that reached the followed branches.
 
-GitLab's `since` works like `git log --since`: the walk ends at the first commit dated before
-it, so a commit pushed days after its committed date (or brought in by a merge) can hide the
-commits behind it. So `since` is never used. Live syncs follow each branch head: the branch is
-listed from its head back to the head saved in the state (1 request per 100 new commits), which
-finds exactly what reached the branch, whatever the dates. First syncs and window syncs walk back
-from the head (window: `until` the window's end) while a page still holds a commit dated within
-`late_push_slack` of the lower bound.
+GitLab lists `GET /repository/commits?ref_name=X` like `git log X`: by committed date over the
+whole graph, not in push order. A merge that brings commits dated before the previous head lists
+them *after* that head, and `since` stops at the first older commit like `git log --since`. So a
+walk "from the head back to the saved head" can miss commits, and `since` is never used for live
+reads. Live syncs compare instead: `GET /repository/compare?from=<saved head>&to=<branch>` gives
+exactly the commits reachable from the branch and not from the saved head (merged-in older ones
+included, whatever their dates), oldest first, in one request (GitLab does not cap the commits of
+a compare for authenticated callers; an answer of `Tuning.compare_cap` commits or more is treated
+as possibly capped and completed by comparing again up to each parent that is not in it). After a
+force-push the saved head is no longer an ancestor: the compare's merge base still gives only the
+new commits. A saved head GitLab no longer knows (404) falls back to the listing walk.
+
+First syncs (a branch seen for the first time) and window syncs walk back from the head (window:
+`until` the window's end) while a page still holds a commit dated within `late_push_slack` of the
+lower bound.
 """
 
 from __future__ import annotations
@@ -16,8 +24,8 @@ import logging
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from painchain_pipelines.connectors.base import Event, TimeWindow, iso
-from painchain_pipelines.connectors.gitlab.client import SourceUnavailable, parse_ts
+from painchain_pipelines.connectors.base import Event, TimeWindow, iso, parse_time
+from painchain_pipelines.connectors.gitlab.client import SourceUnavailable
 from painchain_pipelines.connectors.gitlab.streams.base import (
     PER_PAGE,
     Context,
@@ -32,11 +40,12 @@ log = logging.getLogger(__name__)
 # Above this many followed branches (or with "all branches") the heads come from one
 # GET /repository/branches instead of one commits list per branch.
 HEADS_FROM_BRANCHES_LIST = 3
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def commit_event(project: Project, branch: str, item: dict) -> Event:
     sha = item["id"]
-    when = parse_ts(item.get("committed_date")) or parse_ts(item.get("created_at")) or parse_ts(item.get("authored_date"))
+    when = parse_time(item.get("committed_date")) or parse_time(item.get("created_at")) or parse_time(item.get("authored_date"))
     return project.event(
         title=f"Commit to {branch}: {subject(item.get('title') or item.get('message'))}",
         timestamp=when,
@@ -124,23 +133,81 @@ class Commits(Stream):
     def live(self, ctx: Context, live: Live) -> Iterator[Event]:
         saved: dict[str, str] = live.state.setdefault("heads", {})
         emitted: set[str] = set()
+        # The branches the events feed saw pushes to (None: every followed branch may have moved).
+        moved: set[str] | None = ctx.shared.get("moved_branches")
+        project = ctx.project
+        if moved is not None and not project.all_branches and not (moved & set(project.branches)) \
+                and all(b in saved for b in project.branches):
+            return  # no push to a followed branch (and each was read before): nothing to ask
         heads = self.heads(ctx)
         for branch, head in heads.items():
             previous = saved.get(branch)
             if head is not None and head == previous:
                 continue
+            if head is None and previous is not None and moved is not None and branch not in moved:
+                continue  # no push to it since the last read
             if previous is None:
                 # A branch seen for the first time: its recent history, by date.
                 new_head = yield from self._walk_back(ctx, branch, live.lower, None, emitted)
                 if new_head:
                     saved[branch] = new_head
                 continue
-            new_head = yield from self._since_head(ctx, branch, previous, live.lower, emitted)
+            new_head = yield from self._compare(ctx, branch, previous, live.lower, emitted)
             if new_head:
                 saved[branch] = new_head
         if ctx.project.all_branches:  # forget deleted branches
             for branch in [b for b in saved if b not in heads]:
                 del saved[branch]
+
+    def _compare(self, ctx: Context, branch: str, previous: str, lower: dt.datetime, emitted: set[str]):
+        """What reached `branch` since `previous` (the head saved last time), by compare: exactly
+        the commits reachable from the branch and not from `previous`, whatever their dates.
+        Returns the new head."""
+        project = ctx.project
+        what = f"{project.path} compare {short(previous)}...{branch}"
+        try:
+            answer = ctx.client.get(f"{project.api}/repository/compare", {"from": previous, "to": branch},
+                                    what).data
+        except SourceUnavailable as exc:
+            if exc.status != 404:
+                raise
+            # `from` unknown (housekeeping removed a force-pushed head) or the branch is gone.
+            log.info("%s: compare from %s failed (%s); listing %s instead", project.path, short(previous), exc,
+                     branch)
+            return (yield from self._since_head(ctx, branch, previous, lower, emitted))
+        commits: list[dict] = list(answer.get("commits") or [])
+        head = (answer.get("commit") or {}).get("id") or (commits[-1]["id"] if commits else previous)
+        if len(commits) >= ctx.tuning.compare_cap:
+            commits = self._complete(ctx, branch, previous, commits)
+        for item in reversed(commits):  # newest first, like the listing
+            if item["id"] not in emitted:
+                emitted.add(item["id"])
+                yield commit_event(project, branch, item)
+        return head
+
+    def _complete(self, ctx: Context, branch: str, previous: str, commits: list[dict]) -> list[dict]:
+        """A compare answer that may be capped (GitLab caps anonymous callers to the newest 100):
+        compare again up to every parent that is not in the answer, until each parent of each
+        collected commit is collected or reachable from `previous` (its compare is empty). The
+        stop rule does not depend on any order."""
+        project = ctx.project
+        collected = {c["id"]: c for c in commits}
+        checked: set[str] = set()
+        for _ in range(ctx.tuning.compare_rounds):
+            frontier = [p for c in list(collected.values()) for p in (c.get("parent_ids") or [])
+                        if p not in collected and p not in checked]
+            if not frontier:
+                break
+            for parent in dict.fromkeys(frontier):
+                checked.add(parent)
+                more = ctx.client.get(f"{project.api}/repository/compare", {"from": previous, "to": parent},
+                                      f"{project.path} compare {short(previous)}...{short(parent)}").data
+                for item in more.get("commits") or []:
+                    collected.setdefault(item["id"], item)
+        else:
+            log.warning("%s: %s: compare still incomplete after %d rounds", project.path, branch,
+                        ctx.tuning.compare_rounds)
+        return sorted(collected.values(), key=lambda c: parse_time(c.get("committed_date")) or EPOCH)
 
     def _since_head(self, ctx: Context, branch: str, previous: str, lower: dt.datetime, emitted: set[str]):
         """Every commit listed before `previous` (the head we saw last time): exactly what reached

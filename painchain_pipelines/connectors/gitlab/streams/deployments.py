@@ -5,7 +5,8 @@ Listed by `updated_after` (GitLab then orders by updated_at); a status change mo
 so a deployment first seen running (or blocked) is reported again when it ends. A retried deploy
 job is a new deployment (new id); a status reached again after a retry of the same deployment
 is a new event (the externalId holds the status and, past the first, the time it was reached).
-Deployment status changes are not project activity: every live sync and change check asks.
+Deployment status changes make no event (not in the events feed): every live sync and change
+check asks.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
-from painchain_pipelines.connectors.base import Event, TimeWindow, iso
-from painchain_pipelines.connectors.gitlab.client import parse_ts
+from painchain_pipelines.connectors.base import Event, TimeWindow, iso, parse_time
 from painchain_pipelines.connectors.gitlab.streams.base import (
     PER_PAGE,
     Context,
@@ -40,9 +40,9 @@ def deployment_event(project: Project, deployment: dict) -> Event | None:
     job = deployment.get("deployable") or {}
     environment = (deployment.get("environment") or {}).get("name")
     deployment_id = deployment["id"]
-    updated = parse_ts(deployment.get("updated_at")) or parse_ts(deployment.get("created_at"))
+    updated = parse_time(deployment.get("updated_at")) or parse_time(deployment.get("created_at"))
     if status in FINAL:
-        at = parse_ts(deployment.get("finished_at")) or updated
+        at = parse_time(deployment.get("finished_at")) or updated
     else:
         at = updated
     ref, sha = deployment.get("ref"), deployment.get("sha")

@@ -1,7 +1,8 @@
 """Merge requests: one event per transition (opened, merged, closed without merging).
 
 Listed by `updated_after` (a transition moves updated_at), ordered by updated_at ascending, 100 a
-page. Live syncs read them only for projects whose activity moved (an MR change is activity).
+page. Live syncs read them only for projects where the events feed shows MR events (opened,
+merged, closed, reopened...).
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
-from painchain_pipelines.connectors.base import Event, TimeWindow, iso
-from painchain_pipelines.connectors.gitlab.client import parse_ts
+from painchain_pipelines.connectors.base import Event, TimeWindow, iso, parse_time
 from painchain_pipelines.connectors.gitlab.streams.base import (
     PER_PAGE,
     Context,
@@ -44,21 +44,21 @@ def merge_request_events(project: Project, mr: dict) -> list[Event]:
         "state": mr.get("state"),
     }
     events = []
-    created = parse_ts(mr.get("created_at"))
+    created = parse_time(mr.get("created_at"))
     if created:
         events.append(project.event(
             f"MR !{iid} opened: {title}", created, project.external_id("mr", iid, "opened"),
             {**common, "action": "opened", "sha": mr.get("sha"), "ref": source}))
-    merged = parse_ts(mr.get("merged_at"))
+    merged = parse_time(mr.get("merged_at"))
     if mr.get("state") == "merged" or merged:
-        at = merged or parse_ts(mr.get("updated_at"))
+        at = merged or parse_time(mr.get("updated_at"))
         events.append(project.event(
             f"MR !{iid} merged into {target}: {title}", at, project.external_id("mr", iid, "merged"),
             {**common, "action": "merged", "sha": merge_sha or mr.get("sha"), "ref": target,
              "mergeCommitSha": mr.get("merge_commit_sha"), "squashCommitSha": mr.get("squash_commit_sha"),
              "mergedAt": mr.get("merged_at"), "mergedBy": user_name(mr.get("merged_by") or mr.get("merge_user"))}))
     elif mr.get("state") == "closed":
-        at = parse_ts(mr.get("closed_at")) or parse_ts(mr.get("updated_at"))
+        at = parse_time(mr.get("closed_at")) or parse_time(mr.get("updated_at"))
         # An MR can be closed, reopened and closed again: each closing is its own change.
         events.append(project.event(
             f"MR !{iid} closed without merging: {title}", at,

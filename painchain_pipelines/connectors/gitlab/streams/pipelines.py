@@ -6,7 +6,7 @@ would cost one request per pipeline). A pipeline retried in place keeps its id a
 failed → running → success: each outcome is its own event (the externalId holds the status
 and the time it was reached), so the retry's success does not hide the failure.
 
-Pipeline status changes are not project activity, so every live sync (and every change check)
+Pipeline status changes make no event (not in the events feed), so every live sync (and every change check)
 asks each project for the pipelines updated after its cursor — one request when nothing changed.
 """
 
@@ -15,8 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
-from painchain_pipelines.connectors.base import Event, TimeWindow, iso
-from painchain_pipelines.connectors.gitlab.client import parse_ts
+from painchain_pipelines.connectors.base import Event, TimeWindow, iso, parse_time
 from painchain_pipelines.connectors.gitlab.streams.base import (
     PER_PAGE,
     Context,
@@ -38,10 +37,10 @@ def pipeline_event(project: Project, pipeline: dict) -> Event | None:
     status = pipeline.get("status")
     if status not in FINAL:
         return None
-    finished = parse_ts(pipeline.get("finished_at")) or parse_ts(pipeline.get("updated_at"))
+    finished = parse_time(pipeline.get("finished_at")) or parse_time(pipeline.get("updated_at"))
     pipeline_id = pipeline["id"]
     ref, sha = pipeline.get("ref"), pipeline.get("sha")
-    started = parse_ts(pipeline.get("started_at"))
+    started = parse_time(pipeline.get("started_at"))
     return project.event(
         title=f"Pipeline #{pipeline_id} {FINAL[status]} on {ref}",
         timestamp=finished,

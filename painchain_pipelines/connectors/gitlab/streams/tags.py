@@ -1,14 +1,13 @@
 """Tags, at their creation (annotated tags carry created_at; a lightweight tag is dated by its
-commit). Live syncs read the tags list only for projects whose activity moved (a tag push is
-activity) and report the names not seen before.
+commit). Live syncs read the tags list only for projects where the events feed shows a tag push,
+and report the names not seen before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from painchain_pipelines.connectors.base import Event, TimeWindow
-from painchain_pipelines.connectors.gitlab.client import parse_ts
+from painchain_pipelines.connectors.base import Event, TimeWindow, parse_time
 from painchain_pipelines.connectors.gitlab.streams.base import PER_PAGE, Context, Live, Project, Stream, short
 
 MAX_KNOWN = 2000
@@ -18,7 +17,7 @@ MAX_PAGES = 20
 def tag_event(project: Project, tag: dict) -> Event | None:
     name = tag.get("name")
     commit = tag.get("commit") or {}
-    at = parse_ts(tag.get("created_at")) or parse_ts(commit.get("committed_date")) or parse_ts(commit.get("created_at"))
+    at = parse_time(tag.get("created_at")) or parse_time(commit.get("committed_date")) or parse_time(commit.get("created_at"))
     if not name or at is None:
         return None
     sha = commit.get("id") or tag.get("target")
