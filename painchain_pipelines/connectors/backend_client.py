@@ -194,7 +194,14 @@ class EventBuffer:
             self.flush()
 
     def flush(self) -> PostStats:
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self.stats.add(self.client.post_events(self.integration, pending))
+        self.flush_with_events()
         return self.stats
+
+    def flush_with_events(self) -> list[Event]:
+        """Post what is pending; the events just stored (a failed post keeps them pending)."""
+        if not self._pending:
+            return []
+        pending = self._pending
+        self.stats.add(self.client.post_events(self.integration, pending))
+        self._pending = []
+        return pending

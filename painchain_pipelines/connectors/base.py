@@ -242,3 +242,41 @@ class ProbesChanges(Protocol):
     """Answers cheaply whether a live sync would find anything (conditional requests, versions)."""
 
     def detect_changes(self, integration: Integration, state: dict[str, Any] | None) -> ChangeCheck: ...
+
+
+class WatchSession(Protocol):
+    """What the orchestration gives a watching connector for one bounded segment of watching.
+
+    The connector watches every integration `integrations()` returns (it changes while the segment
+    runs: added, edited and removed integrations take effect within a minute), emits events as
+    they happen, and calls `checkpoint` every few seconds with the state to resume from (e.g. the
+    last resourceVersion per cluster × kind); the session stores the integration's events first and
+    only then saves that state, so a resume never skips an event. It returns when `stopping()`."""
+
+    def integrations(self) -> list[Integration]: ...
+
+    def saved_state(self, integration: Integration) -> dict[str, Any] | None: ...
+
+    def emit(self, integration: Integration, event: Event, stream: str = "events") -> None:
+        """Store `event` (within a second); `stream` names its kind in the run's counts."""
+
+    def checkpoint(self, integration: Integration, state: dict[str, Any]) -> None: ...
+
+    def stats(self, integration: Integration) -> SyncStats: ...
+
+    def report_problem(self, integration: Integration, source: str, problem: str | None) -> None:
+        """A source (a cluster) that cannot be watched now, shown on the integration's card and in
+        the run; None when it recovered."""
+
+    def stopping(self) -> bool: ...
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if the segment is ending (return soon)."""
+
+
+@runtime_checkable
+class Watches(Protocol):
+    """Streams changes as they happen (Kubernetes watches) instead of polling: one segment of
+    watching every integration, resumed from each one's saved state."""
+
+    def watch(self, session: WatchSession) -> None: ...

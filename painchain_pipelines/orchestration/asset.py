@@ -2,6 +2,7 @@
 turns the outcomes into materializations, check results, retries or failures (policy.py)."""
 
 import datetime as dt
+import threading
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -9,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 
 from painchain_pipelines.connectors.backend_client import BackendClient
-from painchain_pipelines.connectors.base import Connector, SyncsLive, SyncsWindows, utcnow
+from painchain_pipelines.connectors.base import Connector, SyncsLive, SyncsWindows, Watches, utcnow
 from painchain_pipelines.connectors.sync import SyncOutcome, run_sync
 from painchain_pipelines.orchestration.metadata import check_results, check_specs, log_outcome, run_metadata
 from painchain_pipelines.orchestration.partitions import full_days, partition_key, targets_of, windows_for
@@ -17,7 +18,8 @@ from painchain_pipelines.orchestration.policy import raise_for_failures
 from painchain_pipelines.orchestration.resources import PainChainBackend
 from painchain_pipelines.orchestration.runs import integrations_with_active_runs
 from painchain_pipelines.orchestration.settings import OrchestrationSettings
-from painchain_pipelines.orchestration.tags import MODE_TAG
+from painchain_pipelines.orchestration.tags import MODE_TAG, WATCH_AFTER_TAG, WATCH_UNTIL_TAG
+from painchain_pipelines.orchestration.watch import wait_for_previous_segment, watch_segment
 
 RETRY_ATTEMPTS = 3
 BATCH_WORKERS = 8
@@ -72,8 +74,14 @@ def sync_partitions(
     partitions_def: dg.MultiPartitionsDefinition,
     settings: OrchestrationSettings,
 ) -> Iterator[dg.AssetCheckResult]:
+    if context.run.tags.get(MODE_TAG) == "watch" and isinstance(connector, Watches):
+        yield from _watch(context, connector, client, partitions_def, settings)
+        return
     targets = targets_of(context, partitions_def)
     now = utcnow()
+    if not isinstance(connector, (SyncsLive, SyncsWindows)):
+        context.log.info(f"{connector.id} reads no past windows; its watch keeps every integration up to date")
+        return
     live = _live_mode(context, connector, targets, now)
     batch = live and len(targets) > 1
     skipped_busy: list[str] = []
@@ -104,6 +112,36 @@ def sync_partitions(
     if failures and (not batch or len(failures) == len(outcomes)):
         raise_for_failures(context, connector.id, failures, outcomes, live)
     yield from check_results(outcomes, skipped_busy)
+
+
+def _watch(context: dg.AssetExecutionContext, connector: Watches, client: BackendClient,
+           partitions_def: dg.MultiPartitionsDefinition, settings: OrchestrationSettings,
+           ) -> Iterator[dg.AssetCheckResult]:
+    """One segment of watching every integration; each one's partition of today is materialized
+    with the segment's figures, unless it could not be watched."""
+    handoff = wait_for_previous_segment(context.instance, context.run.tags.get(WATCH_AFTER_TAG))
+    if handoff:
+        context.log.info(handoff)
+    until = utcnow() + settings.watch_segment
+    context.instance.add_run_tags(context.run.run_id, {WATCH_UNTIL_TAG: until.isoformat(timespec="seconds")})
+    context.log.info(f"watching every {connector.id} integration until {until:%H:%M:%S} UTC")
+    stop = threading.Event()
+    try:
+        outcomes, lag = watch_segment(connector, client, connector.id, settings.watch_segment, stop)
+    finally:
+        stop.set()
+    integrations_def_name = partitions_def.get_partitions_def_for_dimension("integration").name
+    partitioned = set(context.instance.get_dynamic_partitions(integrations_def_name))
+    today = utcnow().date()
+    for outcome in outcomes:
+        log_outcome(context, outcome)
+        if outcome.ok and not outcome.stats.failed_sources and outcome.integration_id in partitioned:
+            metadata = {**run_metadata([outcome]), **lag}
+            context.log_event(dg.AssetMaterialization(
+                asset_key=context.asset_key, partition=str(partition_key(today, outcome.integration_id)),
+                metadata=metadata))
+    context.log.info(f"segment ended: {len(outcomes)} integrations watched; lag {lag or 'no events'}")
+    yield from check_results(outcomes, [])
 
 
 def _live_mode(context: dg.AssetExecutionContext, connector: Connector, targets: dict[str, list[dt.date]],

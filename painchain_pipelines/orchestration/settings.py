@@ -30,6 +30,7 @@ class OrchestrationSettings:
     batch_threshold: int
     detect_workers: int
     retry_delay: int
+    watch_segment: dt.timedelta = dt.timedelta(minutes=10)
 
     @classmethod
     def from_env(cls) -> "OrchestrationSettings":
@@ -47,4 +48,5 @@ class OrchestrationSettings:
             batch_threshold=_int("PAINCHAIN_LIVE_BATCH_THRESHOLD", 5, minimum=0),
             detect_workers=_int("PAINCHAIN_DETECT_WORKERS", 16),
             retry_delay=_int("PAINCHAIN_RETRY_DELAY_SECONDS", 15),
+            watch_segment=dt.timedelta(seconds=_int("PAINCHAIN_WATCH_SEGMENT_SECONDS", 600, minimum=30)),
         )

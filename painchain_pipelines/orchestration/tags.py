@@ -9,6 +9,10 @@ MODE_TAG = "painchain/mode"  # "live": continue from the saved state (set by the
 TRIGGER_TAG = "painchain/trigger"  # why a sensor launched the run
 BATCH_TAG = "painchain/batch"  # a live sync of every integration, one run (sensor, busy ticks)
 CONNECTOR_TAG = "painchain/connector"
+# Watch runs (streaming connectors): one segment of watching every integration.
+WATCH_TAG = "painchain/watch"  # "true" on watch runs
+WATCH_UNTIL_TAG = "painchain/watch_until"  # set by the run when it starts watching: its segment's end
+WATCH_AFTER_TAG = "painchain/watch_after"  # the segment this one takes over from (it waits for its end)
 INTEGRATION_NAME_TAG = "painchain/integration_name"
 # A run stopped by a long rate limit is launched again after the reset by the deferred retry
 # sensor, instead of a run process sleeping through it (and holding a run slot).

@@ -107,3 +107,28 @@ class MemoryConnector(WindowsOnly, LiveOnly):
 
 class NothingToOrchestrate(_Base):
     pass
+
+
+class Watcher(_Base):
+    """Streams each source's items as they are added, resuming from the count already stored."""
+
+    poll_s = 0.05
+
+    def watch(self, session) -> None:
+        while not session.stopping():
+            for integration in session.integrations():
+                name = integration.config.get("source", "")
+                source = self.source(name)
+                if source.fail_with is not None:
+                    session.report_problem(integration, name, str(source.fail_with))
+                    continue
+                session.report_problem(integration, name, None)
+                seen = (session.saved_state(integration) or {}).get("seen", 0)
+                new = source.items[seen:]
+                for when, external_id in new:
+                    session.emit(integration, Event(title=external_id, connector=self.id, project=name,
+                                                    timestamp=when, external_id=external_id), stream="items")
+                if new:
+                    session.stats(integration).add("memory_watch_reads")
+                    session.checkpoint(integration, {"seen": seen + len(new)})
+            session.wait(self.poll_s)

@@ -111,7 +111,7 @@ def test_what_gets_wired_follows_what_the_connector_can_do():
     assert names(build_connector_defs(LiveOnly())) == ({"memory_integrations_sensor", "memory_live_sensor"}, set())
     assert names(build_connector_defs(WindowsOnly())) == (
         {"memory_integrations_sensor", "memory_deferred_retry_sensor"}, {"memory_daily_reconcile_schedule"})
-    with pytest.raises(TypeError, match="neither SyncsLive nor SyncsWindows"):
+    with pytest.raises(TypeError, match="none of SyncsLive, SyncsWindows and Watches"):
         build_connector_defs(NothingToOrchestrate())
     defs = build_connector_defs(MemoryConnector())
     assert [a.key.to_user_string() for a in defs.assets] == ["memory_events"]

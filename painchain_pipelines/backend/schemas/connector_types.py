@@ -42,11 +42,20 @@ class ConfigField(BaseModel):
     # URL, a server). When this field changes, those secrets must be entered again, so that
     # whoever may edit an integration but not read its secrets cannot redirect them elsewhere.
     guardsSecrets: list[str] | None = None
+    # Our extension, for a JSON textarea holding a list of objects (e.g. Kubernetes clusters): the
+    # keys of each object that are secrets (encrypted at rest, masked for people, like password
+    # fields), the key naming an object (an edit keeps the secrets of the object of the same
+    # name), and the keys deciding where its secrets are sent (changing one needs them again).
+    itemSecrets: list[str] | None = Field(default=None, max_length=20)
+    itemKey: str = Field(default="name", max_length=64)
+    itemSecretGuards: list[str] | None = Field(default=None, max_length=20)
 
     @model_validator(mode="after")
     def _options_for_select(self) -> "ConfigField":
         if self.type == "select" and not self.options:
             raise ValueError("a select field needs a non-empty 'options' list")
+        if (self.itemSecrets or self.itemSecretGuards) and (self.type != "textarea" or self.format != "json"):
+            raise ValueError("itemSecrets and itemSecretGuards need a textarea with format 'json'")
         return self
 
     @field_validator("jsonSchema")

@@ -178,6 +178,9 @@ def validate_config(
             errors.append({"loc": (*loc, field.key), "msg": f"{field.label} {exc}", "type": "value_error"})
     if previous is not None:
         errors.extend(_secrets_to_reenter(fields, config, result, previous, loc))
+    for field in fields:
+        if field.itemSecrets and isinstance(result.get(field.key), list):
+            errors.extend(_keep_item_secrets(field, result, (previous or {}).get(field.key), loc))
     if errors:
         raise field_errors(errors)
     return result
@@ -207,6 +210,46 @@ def _secrets_to_reenter(fields: list[ConfigField], config: dict[str, Any], resul
     return errors
 
 
+def _keep_item_secrets(field: ConfigField, result: dict[str, Any], previous_items: Any,
+                       loc: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Secrets inside the objects of a JSON list: a masked one keeps the stored secret of the
+    object of the same name, unless a key deciding where it is sent changed."""
+    stored = {item.get(field.itemKey): item for item in previous_items or [] if isinstance(item, dict)}
+    errors = []
+    items = []
+    for index, item in enumerate(result[field.key]):
+        if not isinstance(item, dict):
+            items.append(item)
+            continue
+        item = dict(item)
+        before = stored.get(item.get(field.itemKey))
+        for secret in field.itemSecrets or []:
+            if item.get(secret) != MASK:
+                continue
+            where = f"{field.label} [{index}].{secret}"
+            if before is None or _blank(before.get(secret)):
+                errors.append({"loc": (*loc, field.key), "type": "value_error",
+                               "msg": f"{where}: enter the secret itself, not the mask"})
+                continue
+            moved = [k for k in field.itemSecretGuards or [] if item.get(k) != before.get(k)]
+            if moved:
+                errors.append({"loc": (*loc, field.key), "type": "value_error",
+                               "msg": f"{where} must be entered again: {', '.join(moved)} changed, and a stored "
+                                      "secret is only sent where it was entered for"})
+                continue
+            item[secret] = before[secret]
+        items.append(item)
+    result[field.key] = items
+    return errors
+
+
+def _map_item_secrets(value: Any, keys: list[str], change: Callable[[Any], Any]) -> Any:
+    if not isinstance(value, list):
+        return value
+    return [{k: change(v) if k in keys else v for k, v in item.items()} if isinstance(item, dict) else item
+            for item in value]
+
+
 ID_SLUG_LENGTH = 40
 
 
@@ -222,11 +265,15 @@ def new_integration_id(name: str, exists: Callable[[str], bool]) -> str:
 
 
 def encrypt_secrets(config: dict[str, Any], schema: ConfigSchema, box: SecretBox) -> dict[str, Any]:
+    def encrypt(value: Any) -> Any:
+        return box.encrypt(value) if isinstance(value, str) and value and not is_encrypted(value) else value
+
     stored = dict(config)
-    for key in secret_keys(schema):
-        value = stored.get(key)
-        if isinstance(value, str) and value and not is_encrypted(value):
-            stored[key] = box.encrypt(value)
+    for key in secret_keys(schema) & stored.keys():
+        stored[key] = encrypt(stored[key])
+    for field in schema.fields:
+        if field.itemSecrets and field.key in stored:
+            stored[field.key] = _map_item_secrets(stored[field.key], field.itemSecrets, encrypt)
     return stored
 
 
@@ -237,6 +284,10 @@ def masked_config(config: dict[str, Any], schema: ConfigSchema | None) -> dict[s
     for key, value in config.items():
         if key in keys or is_encrypted(value):
             out[key] = MASK if not _blank(value) else ""
+        elif isinstance(value, list):  # objects holding secrets (itemSecrets), or any encrypted value
+            out[key] = [
+                {k: MASK if is_encrypted(v) else v for k, v in item.items()} if isinstance(item, dict) else item
+                for item in value]
         else:
             out[key] = value
     return out
@@ -245,13 +296,20 @@ def masked_config(config: dict[str, Any], schema: ConfigSchema | None) -> dict[s
 def clear_config(config: dict[str, Any], box: SecretBox) -> tuple[dict[str, Any], list[str]]:
     """The config as a connector needs it: secrets decrypted. Returns (config, undecryptable keys)."""
     out, failed = {}, []
+
+    def decrypt(value: Any, where: str) -> Any:
+        if not is_encrypted(value):
+            return value
+        try:
+            return box.decrypt(value)
+        except SecretDecryptionError:
+            failed.append(where)
+            return None
+
     for key, value in config.items():
-        if is_encrypted(value):
-            try:
-                out[key] = box.decrypt(value)
-            except SecretDecryptionError:
-                out[key] = None
-                failed.append(key)
+        if isinstance(value, list):
+            out[key] = [{k: decrypt(v, f"{key}[{i}].{k}") for k, v in item.items()} if isinstance(item, dict)
+                        else item for i, item in enumerate(value)]
         else:
-            out[key] = value
+            out[key] = decrypt(value, key)
     return out, failed

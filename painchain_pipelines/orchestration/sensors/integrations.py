@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from painchain_pipelines.connectors.backend_client import BackendClient, BackendError, BackendUnavailable
-from painchain_pipelines.connectors.base import Connector, Integration, utcnow
+from painchain_pipelines.connectors.base import Connector, Integration, Watches, utcnow
 from painchain_pipelines.connectors.registration import RegistrationFailed, load_metadata, register
 from painchain_pipelines.connectors.sync import report_error
 from painchain_pipelines.orchestration.partitions import (
@@ -95,7 +95,8 @@ def build_integrations_sensor(
         added = [i for i in usable if i.id not in existing]
         listed = {i.id for i in integrations}
         removed = _confirmed_deleted(context, client, sorted(existing - listed))
-        run_requests = first_sync_requests(added, settings.batch_threshold)
+        # A watching connector's running watch picks new integrations up by itself.
+        run_requests = [] if isinstance(connector, Watches) else first_sync_requests(added, settings.batch_threshold)
         partition_requests = []
         if added:
             partition_requests.append(integrations_def.build_add_request([i.id for i in added]))
