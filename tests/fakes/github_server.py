@@ -21,10 +21,8 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import http.server
 import json
 import re
-import socket
 import threading
 import time
 import zlib
@@ -34,6 +32,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+from .http_fake import DROPPED, Fault, HTTPFake
 
 __all__ = ["FakeGitHub", "FakeRepo", "RequestRecord", "FIXTURES_DIR"]
 
@@ -52,7 +52,6 @@ RUN_CONCLUSIONS = {
     "startup_failure",
 }
 UTC = timezone.utc
-DROPPED = 0  # a fault "status": close the connection without answering
 
 
 # --------------------------------------------------------------------------------------------
@@ -933,15 +932,6 @@ class _HTTPError(Exception):
 
 
 @dataclass
-class _Fault:
-    count: int
-    status: int
-    path_contains: str | None
-    headers: dict
-    body: Any
-
-
-@dataclass
 class _Response:
     status: int
     body: bytes = b""
@@ -949,173 +939,48 @@ class _Response:
     etag: bool = False  # add an ETag (200 GET)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    fake: "FakeGitHub"
-
-    def handle_error(self, request, client_address):  # quiet on client disconnects
-        import sys
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, socket.timeout, OSError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "GitHub.com"
-    sys_version = ""
-    server: _Server
-
-    def log_message(self, format, *args):  # noqa: A002 - silence
-        pass
-
-    def version_string(self) -> str:
-        return "GitHub.com"
-
-    def date_time_string(self, timestamp: float | None = None) -> str:
-        # The Date header is the server's clock: the world clock, not this host's.
-        return super().date_time_string(self.server.fake._now_epoch() if timestamp is None else timestamp)
-
-    def setup(self):
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-        self.server.fake._register_conn(self.connection)
-
-    def finish(self):
-        try:
-            super().finish()
-        finally:
-            self.server.fake._unregister_conn(self.connection)
-
-    def _handle(self, method: str):
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        resp = self.server.fake._handle_request(method, self.path, self.headers)
-        if resp.status == DROPPED:  # the connection breaks before any answer
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.send_response(resp.status)
-        for k, v in resp.headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(resp.body)))
-        # headers and body in one write: two small writes + Nagle + delayed ACK cost ~40 ms/request
-        self._headers_buffer.append(b"\r\n")
-        if resp.body and method != "HEAD":
-            self._headers_buffer.append(resp.body)
-        self.flush_headers()
-
-    def do_GET(self):
-        self._handle("GET")
-
-    def do_HEAD(self):
-        self._handle("HEAD")
-
-    def do_POST(self):
-        self._handle("POST")
-
-    def do_PATCH(self):
-        self._handle("PATCH")
-
-    def do_PUT(self):
-        self._handle("PUT")
-
-    def do_DELETE(self):
-        self._handle("DELETE")
-
-
-class FakeGitHub:
+class FakeGitHub(HTTPFake):
     """Fake api.github.com on ``http://127.0.0.1:<port><api_prefix>``.  See module docstring."""
+
+    server_header = "GitHub.com"
 
     def __init__(self, token: str = "test-token", latency: float = 0.0, api_prefix: str = "",
                  html_base: str = "https://github.com", rate_limit: int = 5000, host: str = "127.0.0.1",
                  clock_offset: float = 0.0):
         """``clock_offset``: seconds the world clock (timestamps, ``Date`` headers, rate-limit
         resets) is ahead of this host's clock; negative for a server clock that lags behind."""
+        super().__init__(host)
         self.token = token
         self.latency = latency
         self.api_prefix = ("/" + api_prefix.strip("/")) if api_prefix.strip("/") else ""
         self.html_base = html_base.rstrip("/")
         self.rate_limit = rate_limit
-        self.host = host
         self.base_url = ""
-        self.port: int | None = None
         self.requests: list[RequestRecord] = []
-        self._lock = threading.RLock()
         self._offset = float(clock_offset)
         self._repos: dict[str, FakeRepo] = {}
         self._repos_by_id: dict[int, FakeRepo] = {}
         self._counters: dict[str, int] = {}
-        self._faults: list[_Fault] = []
         self._remaining = rate_limit
         self._reset_at = self._now_epoch() + 3600
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._conns: set = set()
         self._renderer = _Renderer()
         self._rewrites: list[tuple[bytes, bytes]] = []
 
-    # ---------------------------------------------------------------- lifecycle
-    def start(self) -> "FakeGitHub":
-        if self._server is not None:
-            return self
-        srv = _Server((self.host, 0), _Handler)
-        srv.fake = self
-        self._server = srv
-        self.port = srv.server_address[1]
-        self.base_url = f"http://{self.host}:{self.port}{self.api_prefix}"
+    # ---------------------------------------------------------------- lifecycle (HTTPFake)
+    def _started(self, origin: str) -> None:
+        self.base_url = origin + self.api_prefix
         rw = [(b"https://api.github.com", self.base_url.encode()), (b"http://api.github.com", self.base_url.encode())]
         if self.html_base != "https://github.com":
             rw.append((b"https://github.com", self.html_base.encode()))
         with self._lock:
             self._rewrites = rw
             self._clear_json_caches()
-        self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name=f"FakeGitHub:{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        srv = self._server
-        if srv is None:
-            return
-        srv.shutdown()
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        srv.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> "FakeGitHub":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _register_conn(self, conn):
-        with self._lock:
-            self._conns.add(conn)
-
-    def _unregister_conn(self, conn):
-        with self._lock:
-            self._conns.discard(conn)
 
     # ---------------------------------------------------------------- clock
     def _now_epoch(self) -> float:
         return time.time() + getattr(self, "_offset", 0.0)
+
+    _clock_epoch = _now_epoch  # the Date header
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._now_epoch(), tz=UTC)
@@ -1159,8 +1024,13 @@ class FakeGitHub:
             body = {"message": "Server Error"} if status >= 500 else {
                 "message": HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error",
                 "documentation_url": DOCS_URL}
-        with self._lock:
-            self._faults.append(_Fault(count, status, path_contains, dict(headers or {}), body))
+        if path_contains is None:  # every request but /rate_limit
+            def match(target: str) -> bool:
+                return target.partition("?")[0] != "/rate_limit"
+        else:
+            def match(target: str) -> bool:
+                return path_contains in target
+        self._faults.add(Fault(count, status, match, body, dict(headers or {})))
 
     def drop_next(self, count: int = 1, path_contains: str | None = None) -> None:
         """The next matching requests get no answer: the connection is closed under them."""
@@ -1173,8 +1043,7 @@ class FakeGitHub:
                                                   "#about-secondary-rate-limits"})
 
     def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
+        self._faults.clear()
 
     def exhaust_rate_limit(self, reset_in: float = 3600) -> None:
         with self._lock:
@@ -1204,10 +1073,6 @@ class FakeGitHub:
         if now >= self._reset_at:
             self._remaining = self.rate_limit
             self._reset_at = now + 3600
-
-    def reset_requests(self) -> None:
-        with self._lock:
-            self.requests.clear()
 
     # ---------------------------------------------------------------- serialization helpers
     def _clear_json_caches(self) -> None:
@@ -1271,7 +1136,7 @@ class FakeGitHub:
         rec = RequestRecord(method=method, path=path.lstrip("\0"), query=query, headers=hdrs)
         with self._lock:
             rec.at = self.now()
-            self.requests.append(rec)
+            self._record(rec)
             resp = self._process(method, path, split.query, query_items, query, hdrs, rec)
             rec.status = resp.status
             return resp
@@ -1330,15 +1195,8 @@ class FakeGitHub:
         # --- injected faults (first matching entry)
         target = path + ("?" + raw_query if raw_query else "")
         target_c = canonical + ("?" + raw_query if raw_query else "")
-        for i, f in enumerate(self._faults):
-            if f.path_contains is None:
-                if path == "/rate_limit":
-                    continue
-            elif f.path_contains not in target and f.path_contains not in target_c:
-                continue
-            f.count -= 1
-            if f.count <= 0:
-                del self._faults[i]
+        f = self._faults.take(target, target_c)
+        if f is not None:
             return finish(self._json_response(f.status, f.body, dict(f.headers)), counted=True)
 
         # --- route

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
-import http.server
 import json
 import re
-import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -43,11 +40,11 @@ from .gitlab_world import (
     Project,
     iso,
 )
+from .http_fake import DROPPED, Fault, HTTPFake
 
 __all__ = ["FakeGitLab", "GitLabWorld", "RequestRecord"]
 
 UTC = timezone.utc
-DROPPED = 0
 MAX_COUNTED_TOTAL = 10_000  # above this GitLab omits X-Total / X-Total-Pages / rel="last"
 VERSION = {"version": "18.6.0-ee", "revision": "4c5d1b3a0f2", "kas": {"enabled": True,
            "externalUrl": "wss://kas.gitlab.example.com", "externalK8sProxyUrl": None, "version": "18.6.0"},
@@ -63,18 +60,6 @@ class RequestRecord:
     headers: dict[str, str] = field(default_factory=dict)  # request headers, lower-case keys
     at: datetime | None = None  # world time when received
     raw_path: str = ""  # as sent (still %-encoded), without the prefix
-
-
-@dataclass
-class _Fault:
-    regex: re.Pattern
-    status: int
-    times: int
-    body: Any = None
-    headers: dict | None = None
-    kind: str = "fail"
-    retry_after: int = 2
-    header: str = "Retry-After"
 
 
 class _Resp:
@@ -175,109 +160,21 @@ def _sort_key_desc(sort: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# HTTP plumbing
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    fake: "FakeGitLab"
-
-    def handle_error(self, request, client_address):
-        import sys
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, socket.timeout, OSError, ssl.SSLError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    sys_version = ""
-    server: _Server
-
-    def log_message(self, format, *args):  # noqa: A002
-        pass
-
-    def version_string(self) -> str:
-        return "nginx"
-
-    def date_time_string(self, timestamp: float | None = None) -> str:
-        return email.utils.formatdate(self.server.fake.world.now.timestamp() if timestamp is None else timestamp,
-                                      usegmt=True)
-
-    def setup(self):
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-        self.server.fake._register_conn(self.connection)
-
-    def finish(self):
-        try:
-            super().finish()
-        finally:
-            self.server.fake._unregister_conn(self.connection)
-
-    def _handle(self, method: str):
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        resp = self.server.fake._handle_request(method, self.path, self.headers)
-        if resp.status == DROPPED:
-            self.close_connection = True
-            try:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            except OSError:
-                pass
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        self.send_response(resp.status)
-        for k, v in resp.headers.items():
-            self.send_header(k, v)
-        if resp.status != 304:
-            self.send_header("Content-Length", str(len(resp.body)))
-        self._headers_buffer.append(b"\r\n")
-        if resp.body and method != "HEAD" and resp.status != 304:
-            self._headers_buffer.append(resp.body)
-        self.flush_headers()
-
-    def do_GET(self):
-        self._handle("GET")
-
-    def do_HEAD(self):
-        self._handle("HEAD")
-
-    def do_POST(self):
-        self._handle("POST")
-
-    def do_PUT(self):
-        self._handle("PUT")
-
-    def do_PATCH(self):
-        self._handle("PATCH")
-
-    def do_DELETE(self):
-        self._handle("DELETE")
-
-
-# --------------------------------------------------------------------------------------------
-
-
-class FakeGitLab:
+class FakeGitLab(HTTPFake):
     """Fake GitLab at ``fake.url`` (``http://127.0.0.1:PORT{path_prefix}``); the API is under ``/api/v4``."""
+
+    server_header = "nginx"
+    drop_with_reset = True
 
     def __init__(self, world: GitLabWorld, token: str = "glpat-test-token", path_prefix: str = "",
                  host: str = "127.0.0.1", latency_s: float = 0.0, rate_limit_per_minute: int | None = 2000,
                  tls: bool = False, rewrite_web_urls: bool = True):
+        super().__init__(host)
         self.world = world
         self.token = token
         self.path_prefix = ("/" + path_prefix.strip("/")) if path_prefix.strip("/") else ""
-        self.host = host
         self.latency_s = latency_s
         self.rate_limit_per_minute = rate_limit_per_minute
         # DeploymentsFinder: production GitLab does NOT reject `updated_*` without order_by=updated_at
@@ -292,37 +189,18 @@ class FakeGitLab:
         self.ca_path: str | None = None
         self.rewrite_web_urls = rewrite_web_urls
         self.url = ""
-        self.port: int | None = None
         self.requests: list[RequestRecord] = []
-        self._lock = threading.RLock()
-        self._faults: list[_Fault] = []
         self._denied: dict[str, int] = {}
         self._rl: dict[str, list] = {}  # token -> [window_start_monotonic, used]
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._conns: set = set()
         self._tmpdir: tempfile.TemporaryDirectory | None = None
-        self._req_seq = 0
 
-    # ---------------------------------------------------------------- lifecycle
-    def start(self) -> "FakeGitLab":
-        if self._server is not None:
-            return self
-        srv = _Server((self.host, 0), _Handler)
-        srv.fake = self
-        scheme = "http"
-        if self.tls:
-            self._setup_tls(srv)
-            scheme = "https"
-        self._server = srv
-        self.port = srv.server_address[1]
-        self.url = f"{scheme}://{self.host}:{self.port}{self.path_prefix}"
-        self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name=f"FakeGitLab:{self.port}", daemon=True)
-        self._thread.start()
-        return self
+    # ---------------------------------------------------------------- lifecycle (HTTPFake)
+    def _clock_epoch(self) -> float:
+        return self.world.now.timestamp()
 
-    def _setup_tls(self, srv: _Server):
+    def _prepare_server(self, srv) -> str:
+        if not self.tls:
+            return "http"
         self._tmpdir = tempfile.TemporaryDirectory(prefix="fakegitlab-tls-")
         d = Path(self._tmpdir.name)
         cert, key = d / "cert.pem", d / "key.pem"
@@ -334,68 +212,29 @@ class FakeGitLab:
         ctx.load_cert_chain(str(cert), str(key))
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
         self.ca_path = str(cert)
+        return "https"
 
-    def stop(self) -> None:
-        srv = self._server
-        if srv is None:
-            return
-        srv.shutdown()
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        srv.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+    def _started(self, origin: str) -> None:
+        self.url = origin + self.path_prefix
+
+    def _stopped(self) -> None:
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
 
-    def __enter__(self) -> "FakeGitLab":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _register_conn(self, conn):
-        with self._lock:
-            self._conns.add(conn)
-
-    def _unregister_conn(self, conn):
-        with self._lock:
-            self._conns.discard(conn)
-
     # ---------------------------------------------------------------- test controls
-    def request_count(self, path_regex: str | None = None) -> int:
-        with self._lock:
-            if path_regex is None:
-                return len(self.requests)
-            rx = re.compile(path_regex)
-            return sum(1 for r in self.requests if rx.search(r.path))
-
-    def reset_requests(self) -> None:
-        with self._lock:
-            self.requests.clear()
-
     def fail(self, path_regex: str, status: int = 500, times: int = 1, body: Any = None,
              headers: dict | None = None) -> None:
         """The next ``times`` requests whose decoded path matches get ``status`` (0: connection dropped)."""
-        with self._lock:
-            self._faults.append(_Fault(re.compile(path_regex), status, times, body, headers))
+        self._faults.add(Fault(times, status, re.compile(path_regex).search, body, headers or {}))
 
     def rate_limit(self, path_regex: str, times: int = 1, retry_after: int = 2, header: str = "Retry-After") -> None:
         """The next ``times`` matching requests get 429 ``Retry later`` (header: Retry-After seconds,
         or RateLimit-Reset = world-clock epoch seconds + retry_after)."""
         if header not in ("Retry-After", "RateLimit-Reset"):
             raise ValueError("header must be 'Retry-After' or 'RateLimit-Reset'")
-        with self._lock:
-            self._faults.append(_Fault(re.compile(path_regex), 429, times, kind="rate_limit",
-                                       retry_after=retry_after, header=header))
+        self._faults.add(Fault(times, 429, re.compile(path_regex).search, kind="rate_limit",
+                               retry_after=retry_after, header=header))
 
     def deny(self, project_path: str, status: int = 404) -> None:
         if status not in (401, 403, 404):
@@ -420,21 +259,10 @@ class FakeGitLab:
         in_prefix = raw_path == pfx or raw_path.startswith(pfx + "/") if pfx else True
         sub = raw_path[len(pfx):] if in_prefix else raw_path
         rec = RequestRecord(method, unquote(sub), query, 0, hdrs, self.world.now, sub)
-        with self._lock:
-            self.requests.append(rec)
-            self._req_seq += 1
-            seq = self._req_seq
+        seq = self._record(rec)
         resp = self._dispatch(method, sub, query, hdrs, in_prefix, rec, seq)
         rec.status = resp.status
         return resp
-
-    def _fault_for(self, path: str) -> _Fault | None:
-        with self._lock:
-            for f in self._faults:
-                if f.times > 0 and f.regex.search(path):
-                    f.times -= 1
-                    return f
-        return None
 
     def _json_resp(self, status: int, body: Any, extra: dict | None = None) -> _Resp:
         data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
@@ -469,7 +297,7 @@ class FakeGitLab:
         req_id = f"01JFAKE{seq:019d}"
         base_h = {"X-Request-Id": req_id, "X-Runtime": "0.012345", "X-Gitlab-Meta":
                   json.dumps({"correlation_id": req_id, "version": "1"})}
-        fault = self._fault_for(rec.path)
+        fault = self._faults.take(rec.path)
         if fault is not None:
             if fault.status == DROPPED:
                 return _Resp(DROPPED)
@@ -554,7 +382,7 @@ class FakeGitLab:
             p = w.projects.get(int(ident))
         else:
             p = w.projects_by_path.get(ident)
-        if p is None:
+        if p is None or not self._readable(p):
             raise _not_found("Project")
         st = self._denied.get(p.path_with_namespace)
         if st == 404:
@@ -565,8 +393,15 @@ class FakeGitLab:
             raise ApiError(401, {"message": "401 Unauthorized"})
         return p
 
-    def _visible_projects(self) -> list[Project]:
-        return [p for p in self.world.projects.values() if p.path_with_namespace not in self._denied]
+    @staticmethod
+    def _readable(p: Project) -> bool:
+        """A member project, or one the token's user can read without being a member."""
+        return p.member or p.visibility in ("public", "internal")
+
+    def _visible_projects(self, membership: bool = False) -> list[Project]:
+        """Projects the token can read (``membership``: only those its user is a member of)."""
+        return [p for p in self.world.projects.values() if p.path_with_namespace not in self._denied
+                and self._readable(p) and (p.member or not membership)]
 
     def _group(self, ident: str) -> Group:
         w = self.world
@@ -603,7 +438,7 @@ class FakeGitLab:
             return self._instance_events(q, sub, query)
         if n >= 1 and segs[0] == "projects":
             if n == 1:
-                return self._projects_list(self._visible_projects(), q, sub, query)
+                return self._projects_list(self._visible_projects(membership=q.bool("membership")), q, sub, query)
             p = self._project(segs[1])
             rest = segs[2:]
             if not rest:
@@ -1095,10 +930,11 @@ class FakeGitLab:
 
     def _instance_events(self, q: _Params, sub: str, query: dict):
         """``GET /events``: the authenticated user's events; ``scope=all``: the events of every
-        project the user can see (denied projects are left out)."""
+        project the user is a member of (not of public projects it can merely read; denied
+        projects are left out)."""
         scope = q.str("scope")
         user = self.world.token_user
-        events = [e for p in self._visible_projects() for e in p.events
+        events = [e for p in self._visible_projects(membership=scope == "all") for e in p.events
                   if scope == "all" or e.author is user]
         return self._event_list(events, q, sub, query)
 

@@ -694,8 +694,13 @@ class _Branch:
 
 class Project:
     def __init__(self, world: "GitLabWorld", pid: int, path_with_namespace: str, namespace: Group,
-                 default_branch: str, branches: tuple[str, ...], created_at: datetime):
+                 default_branch: str, branches: tuple[str, ...], created_at: datetime,
+                 member: bool = True, visibility: str = "private"):
         self.world = world
+        # member: the token's user is a member (listed by /projects?membership=true, its events in
+        # /events?scope=all); a non-member project is readable only when public or internal.
+        self.member = member
+        self.visibility = visibility
         self.id = pid
         self.path_with_namespace = path_with_namespace
         self.path = path_with_namespace.rsplit("/", 1)[-1]
@@ -1044,7 +1049,7 @@ class Project:
             "http_url_to_repo": f"{self.web_url}.git", "web_url": self.web_url,
             "readme_url": f"{self.web_url}/-/blob/{self.default_branch}/README.md", "forks_count": 0,
             "avatar_url": None, "star_count": 0, "last_activity_at": iso(self.last_activity_at),
-            "visibility": "private", "namespace": ns.namespace_json(),
+            "visibility": self.visibility, "namespace": ns.namespace_json(),
         }
         if simple:
             d.pop("visibility")
@@ -1069,7 +1074,8 @@ class Project:
             "open_issues_count": 0, "ci_default_git_depth": 20, "public_jobs": True,
             "shared_with_groups": [], "only_allow_merge_if_pipeline_succeeds": False,
             "request_access_enabled": True, "merge_method": "merge", "squash_option": "default_off",
-            "permissions": {"project_access": None, "group_access": {"access_level": 20, "notification_level": 3}},
+            "permissions": {"project_access": None, "group_access": (
+                {"access_level": 20, "notification_level": 3} if self.member else None)},
         })
         return d
 
@@ -1164,7 +1170,12 @@ class GitLabWorld:
             return g
 
     def add_project(self, path_with_namespace: str, default_branch: str = "main", branches: tuple[str, ...] = (),
-                    created_at: datetime | None = None) -> Project:
+                    created_at: datetime | None = None, member: bool = True,
+                    visibility: str | None = None) -> Project:
+        """``member=False``: a project the token's user is not a member of, ``public`` unless
+        ``visibility`` says otherwise (a private one is then unreadable: 404)."""
+        if visibility not in (None, "private", "internal", "public"):
+            raise ValueError("visibility must be private, internal or public")
         with self.lock:
             if path_with_namespace in self.projects_by_path:
                 raise ValueError(f"project {path_with_namespace!r} exists")
@@ -1173,7 +1184,7 @@ class GitLabWorld:
             ns = self.group(path_with_namespace.rsplit("/", 1)[0])
             created_at = _utc(created_at) if created_at is not None else self._now - timedelta(days=365)
             p = Project(self, self._next_id("project"), path_with_namespace, ns, default_branch, tuple(branches),
-                        created_at)
+                        created_at, member=member, visibility=visibility or ("private" if member else "public"))
             self.projects[p.id] = p
             self.projects_by_path[path_with_namespace] = p
             return p

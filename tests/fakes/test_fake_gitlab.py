@@ -239,6 +239,28 @@ def test_instance_events_of_every_visible_project(world):
 # ------------------------------------------------------------------------------------ filters
 
 
+def test_projects_the_token_is_not_a_member_of(world):
+    """Public/internal non-member projects: readable, not in membership lists nor in the
+    instance events feed (scope=all), their events in /projects/:id/events."""
+    member = world.add_project("acme/app")
+    other = world.add_project("oss/lib", member=False)
+    internal = world.add_project("corp/tools", member=False, visibility="internal")
+    hidden = world.add_project("secret/x", member=False, visibility="private")
+    for p in (member, other, internal, hidden):
+        p.add_commit(committed_date=NOW - timedelta(hours=1), message="x")
+    with FakeGitLab(world, token=TOKEN) as fake:
+        assert [p["id"] for p in get(fake, "/projects", params={"membership": "true"}).json()] == [member.id]
+        assert {p["id"] for p in get(fake, "/projects").json()} == {member.id, other.id, internal.id}
+        assert {e["project_id"] for e in get(fake, "/events", params={"scope": "all"}).json()} == {member.id}
+        assert {e["project_id"] for e in get(fake, f"/projects/{other.id}/events").json()} == {other.id}
+        assert get(fake, f"/projects/{other.id}").json()["visibility"] == "public"
+        assert get(fake, f"/projects/{internal.id}").json()["visibility"] == "internal"
+        assert len(get(fake, f"/projects/{other.id}/repository/commits").json()) == 1
+        assert get(fake, f"/projects/{hidden.id}").status_code == 404
+        assert get(fake, "/projects/secret%2Fx/repository/commits").status_code == 404
+        assert {r["id"] for r in get(fake, "/groups/oss/projects").json()} == {other.id}
+
+
 def test_updated_after_filters_and_deployment_pairing(world):
     p = world.add_project("acme/platform/api")
     p.add_commit(committed_date=T(-30))

@@ -36,6 +36,7 @@ from painchain_pipelines.connectors.github.client import (
 from painchain_pipelines.connectors.github.config import GitHubConfig, parse_config
 from painchain_pipelines.connectors.github.streams import STREAMS
 from painchain_pipelines.connectors.github.streams.base import LiveRead, Probe, Repo
+from painchain_pipelines.connectors.windows import Parts, read_window, window_result
 
 log = logging.getLogger(__name__)
 
@@ -101,30 +102,21 @@ class GitHubConnector:
         gh = make_github(config, stats)
         reader = GitHubReader(gh)
         read_until = window.end
+
+        def parts_of(name: str) -> Parts:
+            nonlocal read_until
+            page = reader.get(f"/repos/{name}")
+            # A window reaching past GitHub's clock is read only up to GitHub's now.
+            read_until = min(read_until, _source_clock(page, name))
+            repo = self._repo(_repo_info(page.data), config)
+            return chain.from_iterable(stream.read_window(reader, repo, window) for stream in self.streams)
+
         try:
-            for name in config.repositories:
-                try:
-                    page = reader.get(f"/repos/{name}")
-                except SourceUnavailable as exc:
-                    stats.failed_sources[name] = str(exc)
-                    continue
-                # A window reaching past GitHub's clock is read only up to GitHub's now.
-                read_until = min(read_until, _source_clock(page, name))
-                repo = self._repo(_repo_info(page.data), config)
-                for stream in self.streams:
-                    for part, events in stream.read_window(reader, repo, window):
-                        try:
-                            for event in events:
-                                if event.timestamp in window:
-                                    stats.count(part)
-                                    sink(event)
-                        except SourceUnavailable as exc:
-                            stats.failed_sources[f"{name} {part}"] = str(exc)
+            read_window(window, config.repositories, parts_of, SourceUnavailable, stats, sink)
         finally:
             gh.close()
         self._fail_if_nothing_accessible(config, stats)
-        covered = None if stats.failed_sources else TimeWindow(window.start, max(window.start, read_until))
-        return SyncResult(stats=stats, state=None, window=window, covered=covered)
+        return window_result(window, stats, read_until)
 
     def live_sync(
         self,

@@ -12,7 +12,9 @@ creation once a day. Pipeline and deployment status changes are not events eithe
 project is asked for the pipelines and deployments updated after its cursor (one request each
 when nothing changed). The projects listing resolves paths to ids on the first sync (then the
 state's copy is used; re-read weekly). The feed is not throttled like `last_activity_at`, so
-activity is reported at the next poll.
+activity is reported at the next poll. A followed project the token is not a member of (public or
+internal) is not in that feed: its own events are read (`GET /projects/:id/events`, one request
+per poll).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from painchain_pipelines.connectors.gitlab.streams.base import (
     Tuning,
 )
 from painchain_pipelines.connectors.gitlab.streams.releases import release_project_path
+from painchain_pipelines.connectors.windows import Parts, read_window, window_result
 
 log = logging.getLogger(__name__)
 
@@ -121,29 +124,20 @@ class GitLabConnector:
         config = self.validate(integration)
         stats = SyncStats(sources=list(config.projects))
         client = GitLabClient(config, stats, self.client_tuning)
-        read_until = window.end
         try:
             listing = self._list_projects(client, config, since=None)
-            read_until = min(read_until, listing.now)
-            for name in config.projects:
-                try:
-                    info = self._resolve(client, name, listing, {})
-                except SourceUnavailable as exc:
-                    stats.failed_sources[name] = str(exc)
-                    continue
-                ctx = Context(client, self._project(info, config), self.tuning, listing.now)
-                for stream in STREAMS:
-                    try:
-                        for event in stream.window(ctx, window):
-                            stats.count(stream.name)
-                            sink(event)
-                    except SourceUnavailable as exc:
-                        stats.failed_sources[f"{name} {stream.name}"] = str(exc)
+
+            def parts_of(name: str) -> Parts:
+                ctx = Context(client, self._project(self._resolve(client, name, listing, {}), config), self.tuning,
+                              listing.now)
+                return ((stream.name, stream.window(ctx, window)) for stream in STREAMS)
+
+            read_window(window, config.projects, parts_of, SourceUnavailable, stats, sink)
         finally:
             client.close()
         self._fail_if_nothing_accessible(config, stats)
-        covered = None if stats.failed_sources else TimeWindow(window.start, max(window.start, read_until))
-        return SyncResult(stats=stats, state=None, window=window, covered=covered)
+        # A window reaching past GitLab's clock is read only up to GitLab's now.
+        return window_result(window, stats, min(window.end, listing.now))
 
     def live_sync(
         self,
@@ -284,22 +278,33 @@ class GitLabConnector:
     def _resolve_all(self, client: GitLabClient, config: GitLabConfig, plan: _Plan, listing: _Listing | None,
                      saved: dict) -> None:
         """Each project's simple representation: from the listing, else the state's copy, else
-        one GET (a project the token is not a member of, first seen)."""
+        one GET (a project the token is not a member of: first seen, and again at each listing
+        refresh, so that a new default branch or path is seen as for member projects). A member
+        project no longer listed by a complete listing is asked too: when the token lost its
+        membership its events left the feed, so its activity is read in full (`plan.stale`)."""
         for name in config.projects:
             project_state = saved.get(name) or {}
+            kept = project_state.get("info")
             info = listing.by_key.get(name.lower()) if listing else None
             if info is not None:
                 plan.infos[name] = {**info, "_member": True}
-            elif project_state.get("info") and not (listing and listing.complete and project_state.get("member")):
-                plan.infos[name] = {**project_state["info"], "_member": bool(project_state.get("member"))}
-            elif name not in plan.infos:
-                try:
-                    plan.infos[name] = {**self._get_project(client, name), "_member": False}
-                    plan.failures.pop(name, None)
-                except SourceUnavailable as exc:
-                    if exc.status == 401:
-                        raise auth_error(config.url) from None
+                plan.failures.pop(name, None)
+                continue
+            if kept and (listing is None or (project_state.get("member") and not listing.complete)):
+                plan.infos[name] = {**kept, "_member": bool(project_state.get("member"))}
+                continue
+            try:
+                info = {**self._get_project(client, str(kept["id"]) if kept else name), "_member": False}
+            except SourceUnavailable as exc:
+                if exc.status == 401:
+                    raise auth_error(config.url) from None
+                if name not in plan.infos:  # (at a refresh the state's copy is kept: its reads will tell)
                     plan.failures[name] = str(exc)
+                continue
+            plan.infos[name] = info
+            plan.failures.pop(name, None)
+            if project_state.get("member") and project_state.get("read_at"):
+                plan.stale.add(int(info["id"]))
 
     def _read_feed(self, client: GitLabClient, config: GitLabConfig, plan: _Plan, saved: dict,
                    cursor: dt.datetime, seen: dict, probe: bool) -> None:
@@ -310,14 +315,14 @@ class GitLabConnector:
         lower = cursor - self.tuning.overlap
         by_id = {int(info["id"]): (name, info) for name, info in plan.infos.items()}
         after = (lower - dt.timedelta(days=1)).date().isoformat()  # a date, exclusive, in UTC
-        params = {"scope": "all", "after": after, "sort": "desc", "per_page": PER_PAGE}
+        params = {"after": after, "sort": "desc", "per_page": PER_PAGE}
         sources = [("/events", "events feed", None)]
         sources += [(f"/projects/{info['id']}/events", f"{name} events", int(info["id"]))
                     for name, info in plan.infos.items() if not info.get("_member")]
         for path, what, only in sources:
             pages = 0
             try:
-                for page in client.pages(path, params, what):
+                for page in client.pages(path, {"scope": "all", **params} if only is None else params, what):
                     pages += 1
                     if plan.feed_now is None and page.server_time is not None:
                         plan.feed_now = page.server_time

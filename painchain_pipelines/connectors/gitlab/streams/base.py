@@ -139,6 +139,56 @@ class Stream:
         return None
 
 
+class StatusStream(Stream):
+    """A stream of status changes (pipelines, deployments): GET /projects/:id/<name> by
+    `updated_after`, ordered by updated_at (a status change moves updated_at). Status changes make
+    no event in the events feed, so every live sync and change check asks every project: one
+    request when nothing changed. Each listed version (`id@updated_at`) is remembered, final or
+    not, so that the probe knows it and a status reached later (a retry) is news again."""
+
+    is_activity = False
+    noun: ClassVar[str]  # "pipeline"
+    probe_size: ClassVar[int] = 20
+
+    def to_event(self, project: Project, item: dict) -> Event | None:
+        """The event of one listed version (None: not a status worth an event)."""
+        raise NotImplementedError
+
+    def _items(self, ctx: Context, updated_after: dt.datetime, updated_before: dt.datetime | None = None):
+        params = {"order_by": "updated_at", "sort": "asc", "per_page": PER_PAGE, "updated_after": iso(updated_after),
+                  "updated_before": iso(updated_before) if updated_before else None}
+        return ctx.client.items(f"{ctx.project.api}/{self.name}", params, f"{ctx.project.path} {self.name}")
+
+    @staticmethod
+    def _key(item: dict) -> str:
+        return f"{item['id']}@{item.get('updated_at')}"
+
+    def window(self, ctx: Context, window: TimeWindow) -> Iterator[Event]:
+        # Statuses reached inside the window: updated_at inside it (a later change replaces it).
+        for item in self._items(ctx, window.start, window.end):
+            event = self.to_event(ctx.project, item)
+            if event is not None and event.timestamp in window:
+                yield event
+
+    def live(self, ctx: Context, live: Live) -> Iterator[Event]:
+        for item in self._items(ctx, live.lower):
+            new = remember(live.state, self._key(item), item.get("updated_at"), ctx.tuning)
+            event = self.to_event(ctx.project, item)
+            if new and event is not None:
+                yield event
+        prune_seen(live.state, ctx.now - 2 * ctx.tuning.overlap, ctx.tuning)
+
+    def probe(self, ctx: Context, state: dict, lower: dt.datetime) -> str | None:
+        """The most recently updated items since the cursor: any version not yet seen is news."""
+        params = {"order_by": "updated_at", "sort": "desc", "per_page": self.probe_size, "updated_after": iso(lower)}
+        page = ctx.client.get(f"{ctx.project.api}/{self.name}", params, f"{ctx.project.path} {self.name}")
+        seen = seen_keys(state)
+        for item in page.data:
+            if self._key(item) not in seen:
+                return f"{self.noun} {item['id']} is now {item.get('status')}"
+        return None
+
+
 def short(sha: str | None) -> str:
     return (sha or "")[:8]
 

@@ -11,26 +11,16 @@ check asks.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator
-
-from painchain_pipelines.connectors.base import Event, TimeWindow, iso, parse_time
+from painchain_pipelines.connectors.base import Event, parse_time
 from painchain_pipelines.connectors.gitlab.streams.base import (
-    PER_PAGE,
-    Context,
-    Live,
     Project,
-    Stream,
-    prune_seen,
-    remember,
-    seen_keys,
+    StatusStream,
     short,
     user_name,
 )
 
 FINAL = {"success": "succeeded", "failed": "failed", "canceled": "was canceled"}
 WAITING = {"blocked": "awaiting approval"}
-PROBE_SIZE = 20
 
 
 def deployment_event(project: Project, deployment: dict) -> Event | None:
@@ -75,41 +65,9 @@ def deployment_event(project: Project, deployment: dict) -> Event | None:
     )
 
 
-def _key(deployment: dict) -> str:
-    return f"{deployment['id']}@{deployment.get('updated_at')}"
-
-
-class Deployments(Stream):
+class Deployments(StatusStream):
     name = "deployments"
-    is_activity = False
+    noun = "deployment"
 
-    def _params(self, updated_after: dt.datetime, updated_before: dt.datetime | None = None, **extra) -> dict:
-        return {"order_by": "updated_at", "sort": "asc", "per_page": PER_PAGE, "updated_after": iso(updated_after),
-                "updated_before": iso(updated_before) if updated_before else None, **extra}
-
-    def window(self, ctx: Context, window: TimeWindow) -> Iterator[Event]:
-        params = self._params(window.start, window.end)
-        for deployment in ctx.client.items(f"{ctx.project.api}/deployments", params,
-                                           f"{ctx.project.path} deployments"):
-            event = deployment_event(ctx.project, deployment)
-            if event is not None and event.timestamp in window:
-                yield event
-
-    def live(self, ctx: Context, live: Live) -> Iterator[Event]:
-        params = self._params(live.lower)
-        for deployment in ctx.client.items(f"{ctx.project.api}/deployments", params,
-                                           f"{ctx.project.path} deployments"):
-            new = remember(live.state, _key(deployment), deployment.get("updated_at"), ctx.tuning)
-            event = deployment_event(ctx.project, deployment)
-            if new and event is not None:
-                yield event
-        prune_seen(live.state, ctx.now - 2 * ctx.tuning.overlap, ctx.tuning)
-
-    def probe(self, ctx: Context, state: dict, lower: dt.datetime) -> str | None:
-        params = self._params(lower, sort="desc", per_page=PROBE_SIZE)
-        page = ctx.client.get(f"{ctx.project.api}/deployments", params, f"{ctx.project.path} deployments")
-        seen = seen_keys(state)
-        for deployment in page.data:
-            if _key(deployment) not in seen:
-                return f"deployment {deployment['id']} is now {deployment.get('status')}"
-        return None
+    def to_event(self, project: Project, item: dict) -> Event | None:
+        return deployment_event(project, item)
