@@ -1,6 +1,8 @@
 """python-gitlab, set up for ingestion: every request metered by a session hook, our own bounded
 retries (429 with Retry-After or RateLimit-Reset, 5xx, timeouts, dropped connections), pacing by
-RateLimit-Remaining, GitLab's clock from the Date header, and errors that never carry the token."""
+RateLimit-Remaining, request lanes (the pipelines API paced by its own token bucket, its 429s
+holding back only pipelines requests), GitLab's clock from the Date header, and errors that never
+carry the token."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import datetime as dt
 import logging
 import os
 import random
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +38,13 @@ log = logging.getLogger(__name__)
 USER_AGENT = "PainChain-Pipelines"
 RATE_LIMIT_REMAINING = "rate_limit_remaining"
 RATE_LIMITED_429 = "api_rate_limited_429"
-PACED_WAITS = "api_paced_waits"
+PACED_WAITS = "api_paced_waits"  # RateLimit-Remaining pacing; lane buckets: api_paced_waits_<lane>
+DEFAULT_LANE = "default"
+PIPELINES_LANE = "pipelines"
+# /projects/:id/pipelines and below (:id is always URL-encoded, so a project or group *named*
+# "pipelines" does not match): GitLab instances commonly rate-limit it separately and more tightly,
+# and it is the most expensive list on the server.
+_PIPELINES_PATH = re.compile(r"^/projects/[^/]+/pipelines(?:[/?]|$)")
 
 
 class SourceUnavailable(ConnectorError):
@@ -60,7 +69,54 @@ class ClientTuning:
     # Stop and wait for the reset when RateLimit-Remaining drops to this (others share the quota).
     reserve: int = 5
     timeout: float = 30.0
+    # Lanes: a token bucket per lane (burst = the per-minute budget), and a 429 on a lane holds back
+    # only that lane's later requests. None: no bucket (paced by RateLimit-Remaining only).
+    pipelines_per_minute: float | None = 120.0
+    default_per_minute: float | None = None
     sleep: Callable[[float], None] = field(default=time.sleep)
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+
+def lane_of(path: str) -> str:
+    """The lane of a request path (relative to /api/v4)."""
+    return PIPELINES_LANE if _PIPELINES_PATH.match(path) else DEFAULT_LANE
+
+
+@dataclass
+class Lane:
+    """One lane's pacing budget and 429 state, on `ClientTuning.clock`.
+
+    The bucket's clock moves forward by the waits it asks for (``at``), so a request after a wait
+    is admitted whether the wait was slept or only recorded (tests)."""
+
+    name: str
+    per_minute: float | None
+    tokens: float = 0.0
+    at: float | None = None  # when `tokens` was last brought up to date
+    blocked_until: float | None = None  # a 429's Retry-After / RateLimit-Reset, on the clock
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.per_minute or 0)
+
+    def reserve(self, now: float, limit: float) -> float:
+        """Seconds before the next request of this lane may go. At most `limit`: the token is
+        taken (the caller then waits that long); above it nothing is taken (the caller defers)."""
+        if not self.per_minute:
+            return 0.0
+        rate = self.per_minute / 60.0
+        if self.at is None:
+            self.at = now
+        if now > self.at:
+            self.tokens = min(float(self.per_minute), self.tokens + (now - self.at) * rate)
+            self.at = now
+        wait = max(0.0, (1.0 - self.tokens) / rate)
+        if wait > limit:
+            return wait
+        if wait:
+            self.at += wait
+            self.tokens = 1.0
+        self.tokens -= 1.0
+        return wait
 
 
 @dataclass
@@ -104,6 +160,10 @@ class GitLabClient:
         self.server_time: dt.datetime | None = None  # GitLab's clock, from the latest Date header
         self.host_ahead: dt.timedelta = dt.timedelta(0)
         self._last: requests.Response | None = None
+        self.lanes = {
+            DEFAULT_LANE: Lane(DEFAULT_LANE, self.tuning.default_per_minute),
+            PIPELINES_LANE: Lane(PIPELINES_LANE, self.tuning.pipelines_per_minute),
+        }
 
     # ------------------------------------------------------------------ plumbing
 
@@ -155,7 +215,9 @@ class GitLabClient:
         params = {k: v for k, v in (params or {}).items() if v is not None}
         failures = 0
         limited = 0
+        lane = self.lanes[lane_of(path)]
         while True:
+            self._admit(lane, what)
             self._last = None
             try:
                 response = self.gl.http_request("get", path, query_data=params, obey_rate_limit=False,
@@ -167,13 +229,16 @@ class GitLabClient:
                 headers = self._last.headers if self._last is not None else {}
                 if status == 429:
                     self.stats.add(RATE_LIMITED_429)
+                    if lane.name != DEFAULT_LANE:
+                        self.stats.add(f"{RATE_LIMITED_429}_{lane.name}")
                     wait = retry_after(headers)
+                    # Only this lane's later requests (this one's retry first) wait for it.
+                    until = self.tuning.clock() + wait
+                    lane.blocked_until = max(lane.blocked_until or until, until)
                     if wait <= self.tuning.max_inline_wait and limited < self.tuning.rate_limit_retries:
                         limited += 1
                         self.stats.retries += 1
-                        log.info("GitLab rate limit on %s: waiting %.1f s", what, wait)
-                        self.tuning.sleep(wait)
-                        continue
+                        continue  # _admit waits it out
                     raise RateLimited(f"GitLab rate limit on {what}: retry in {wait:.0f} s", wait) from None
                 if status in (403, 404, 410):
                     raise SourceUnavailable(f"{what}: HTTP {status} {self._message(exc)}".strip(), status) from None
@@ -237,6 +302,29 @@ class GitLabClient:
         wait *= random.uniform(0.75, 1.25)
         log.info("GitLab %s: %s; retry %d in %.2f s", what, reason, failures, wait)
         self.tuning.sleep(wait)
+
+    def _admit(self, lane: Lane, what: str) -> None:
+        """Hold a request back while its lane is rate-limited (a 429's wait) or out of budget
+        (token bucket): inline up to `max_inline_wait`, else RateLimited (the run is deferred)."""
+        now = self.tuning.clock()
+        if lane.blocked_until is not None:
+            wait = lane.blocked_until - now
+            if wait > self.tuning.max_inline_wait:
+                raise RateLimited(f"GitLab rate limit on {what} ({lane.name} requests): "
+                                  f"retry in {wait:.0f} s", wait)
+            if wait > 0:
+                log.info("GitLab rate limit on %s requests: waiting %.1f s before %s", lane.name, wait, what)
+                self.tuning.sleep(wait)
+                now += wait
+            lane.blocked_until = None
+        wait = lane.reserve(max(now, self.tuning.clock()), self.tuning.max_inline_wait)
+        if wait > self.tuning.max_inline_wait:
+            raise RateLimited(f"GitLab {lane.name} request budget ({lane.per_minute:g}/min) used up before "
+                              f"{what}: retry in {wait:.0f} s", wait)
+        if wait > 0:
+            self.stats.add(f"{PACED_WAITS}_{lane.name}")
+            log.debug("GitLab %s lane: pacing %.2f s before %s", lane.name, wait, what)
+            self.tuning.sleep(wait)
 
     def _pace(self, headers, what: str) -> None:
         """Slow down before GitLab says 429: at `reserve` requests left, wait for the reset."""
