@@ -15,6 +15,10 @@ EXAMPLE_CONFIGS = {
     "gitlab": {"name": "Guarded", "tags": [], "token": "gitlab_guarded_secret_123", "projects": ["acme/app"],
                "url": "https://gitlab.example.com/gitlab",
                "caCertificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
+    "kubernetes": {"name": "Guarded", "tags": [], "namespaces": [], "clusters": [
+        {"name": "prod", "server": "https://prod.example.com:6443", "token": "k8s_guarded_secret_123",
+         "certificate": "QUJD"},
+        {"name": "local", "context": "kind-local"}]},
 }
 
 
@@ -27,12 +31,23 @@ def test_every_connector_guards_the_secrets_its_destination_fields_receive(api, 
     metadata = load_metadata(connector_id)
     assert connector_id in EXAMPLE_CONFIGS, f"add an example configuration of {connector_id} to this test"
     guards = guarded_fields(metadata)
-    assert guards, f"{connector_id}: no field declares guardsSecrets"
+    item_guards = {f["key"]: f for f in metadata["configSchema"]["fields"] if f.get("itemSecretGuards")}
+    assert guards or item_guards, f"{connector_id}: no field declares guardsSecrets or itemSecretGuards"
     assert api.post("/integrations/types/register", json=metadata).status_code in (200, 201)
     config = EXAMPLE_CONFIGS[connector_id]
     created = api.post("/integrations", json={"type": connector_id, "config": config})
     assert created.status_code == 201, created.text
     integration = created.json()
+    for key, field in item_guards.items():  # secrets inside a JSON list (each cluster's token)
+        first = integration["config"][key][0]
+        for guard in field["itemSecretGuards"]:
+            moved = [{**first, guard: "https://attacker.example/api"}, *integration["config"][key][1:]]
+            refused = api.put(f"/integrations/{integration['id']}", json={"config": {**integration["config"], key: moved}})
+            assert refused.status_code == 422, (guard, refused.text)
+            assert "must be entered again" in refused.text and guard in refused.text
+        [stored] = [i for i in api.get("/integrations", params={"type": connector_id}).json()
+                    if i["id"] == integration["id"]]
+        assert stored["config"][key] == config[key]
     for guard, secrets in guards.items():
         moved = {**integration["config"], guard: "https://attacker.example/api"}  # secrets left masked
         refused = api.put(f"/integrations/{integration['id']}", json={"config": moved})

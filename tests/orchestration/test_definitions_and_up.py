@@ -16,15 +16,18 @@ from tests.support.dagster_ticks import assert_no_failed_ticks
 from tests.support.painchain_up import PainchainUp, free_port, user_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DISPLAY_NAMES = {"github": "GitHub", "gitlab": "GitLab"}
+DISPLAY_NAMES = {"github": "GitHub", "gitlab": "GitLab", "kubernetes": "Kubernetes"}
+# What each connector can do decides its sensors: polling connectors probe, Kubernetes watches.
+SENSORS = {"github": ("integrations", "live", "deferred_retry"), "gitlab": ("integrations", "live", "deferred_retry"),
+           "kubernetes": ("integrations", "watch", "deferred_retry")}
+EXPECTED_SENSORS = {f"{c}_{s}_sensor" for c, kinds in SENSORS.items() for s in kinds}
 
 def test_definitions_load_with_every_asset_check_sensor_and_schedule():
     repository = product_definitions().get_repository_def()
     connectors = tuple(DISPLAY_NAMES)
     assert {k.to_user_string() for k in repository.asset_graph.get_all_asset_keys()} == {
         f"{c}_events" for c in connectors}
-    assert {s.name for s in repository.sensor_defs} == {
-        f"{c}_{s}" for c in connectors for s in ("integrations_sensor", "live_sensor", "deferred_retry_sensor")}
+    assert {s.name for s in repository.sensor_defs} == EXPECTED_SENSORS
     assert {s.name for s in repository.schedule_defs} == {f"{c}_daily_reconcile_schedule" for c in connectors}
     assert {j.name for j in repository.get_all_jobs() if not j.name.startswith("__")} == {
         f"{c}_events_job" for c in connectors}
@@ -104,8 +107,7 @@ def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path, stop_signal):
                                      timeout=30).json()["data"]["repositoriesOrError"]["nodes"]
         assert repository["location"]["name"] == "painchain"
         assert {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]} == {
-            f"{c}_{s}": "RUNNING" for c in DISPLAY_NAMES
-            for s in ("integrations_sensor", "live_sensor", "deferred_retry_sensor")}
+            name: "RUNNING" for name in EXPECTED_SENSORS}
         assert sorted((s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]) == [
             (f"{c}_daily_reconcile_schedule", "RUNNING") for c in DISPLAY_NAMES]
         assert {tuple(a["assetKey"]["path"]) for a in repository["assetNodes"]} >= {

@@ -1,0 +1,1 @@
+"""Kubernetes: one call, `build_connector_defs(KubernetesConnector())`."""
