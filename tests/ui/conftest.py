@@ -52,18 +52,13 @@ def seed(api: str, count: int = SEEDED_EVENTS, *, now: dt.datetime | None = None
     session = requests.Session()
     session.headers.update(headers or {})
     session.post(api + "/integrations/types/register", json=json.loads((METADATA_DIR / "github.json").read_text())).raise_for_status()
-    session.post(api + "/integrations/types/register", json={
-        "id": "kubernetes", "displayName": "Kubernetes", "color": "#326ce5",
-        "configSchema": {"fields": [
-            {"key": "name", "label": "Integration Name", "type": "text", "required": True},
-            {"key": "tags", "label": "Tags", "type": "textarea", "required": True},
-            {"key": "kubeToken", "label": "Cluster Token", "type": "password", "required": True}]},
-    }).raise_for_status()
+    session.post(api + "/integrations/types/register", json=json.loads((METADATA_DIR / "kubernetes.json").read_text())).raise_for_status()
     github = session.post(api + "/integrations", json={"type": "github", "config": {
         "name": "Payments GitHub", "tags": ["production"], "token": "ghp_ui_secret",
         "repositories": ["acme/payments"]}}).json()
     kube = session.post(api + "/integrations", json={"type": "kubernetes", "config": {
-        "name": "prod-eu", "tags": ["production", "eu"], "kubeToken": "k8s-secret"}}).json()
+        "name": "prod-eu", "tags": ["production", "eu"], "namespaces": [],
+        "clusters": [{"name": "prod-eu", "server": "https://prod-eu.example.com:6443", "token": "k8s-secret"}]}}).json()
     now = now or dt.datetime.now(dt.timezone.utc)
     rng = random.Random(5)
     events = []

@@ -379,11 +379,42 @@ def test_the_gitlab_form_creates_a_gitlab_integration(site, page, tmp_path):
     assert "gitlab-ui-secret-value" not in page.content()
 
 
+def test_the_kubernetes_form_keeps_cluster_tokens_secret(site, page, tmp_path):
+    page.goto(site["url"] + "/integrations?new=kubernetes")
+    expect(page.locator("#form-title")).to_have_text("New Kubernetes integration")
+    page.fill("#field-name", "Staging clusters")
+    page.fill("#field-tags", '["staging"]')
+    page.fill("#field-clusters", json.dumps([
+        {"name": "staging-eu", "server": "https://staging-eu.example.com:6443", "token": "k8s-ui-secret-1"},
+        {"name": "staging-us", "server": "https://staging-us.example.com:6443", "token": "k8s-ui-secret-2"}]))
+    page.get_by_role("button", name="Create integration").click()
+    card = page.locator("article.card", has_text="Staging clusters")
+    expect(card).to_be_visible()
+    # Editing shows the clusters with masked tokens; saving unchanged keeps the tokens.
+    card.get_by_role("link", name="Edit").click()
+    expect(page.locator("#field-clusters")).to_contain_text("********")
+    page.screenshot(path=str(tmp_path / "kubernetes-form.png"), full_page=True)
+    assert "k8s-ui-secret" not in page.content()
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator("article.card", has_text="Staging clusters")).to_be_visible()
+    [stored] = [i for i in requests.get(site["api"] + "/integrations", params={"type": "kubernetes"}, timeout=10).json()
+                if i["name"] == "Staging clusters"]
+    assert [c["token"] for c in stored["config"]["clusters"]] == ["k8s-ui-secret-1", "k8s-ui-secret-2"]
+    # Moving a cluster to another server without its token is refused, on the field.
+    card = page.locator("article.card", has_text="Staging clusters")
+    card.get_by_role("link", name="Edit").click()
+    text = page.locator("#field-clusters").input_value().replace("staging-eu.example.com", "attacker.example")
+    page.fill("#field-clusters", text)
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator("#field-clusters-error")).to_contain_text("must be entered again")
+
+
 def test_tenant_setting_shows_only_that_tenants_data(site, page):
     tenant_api = requests.Session()
     tenant_api.headers["x-tenant-id"] = "globex"
     integration = tenant_api.post(site["api"] + "/integrations", json={"type": "kubernetes", "config": {
-        "name": "Globex cluster", "tags": [], "kubeToken": "t"}}, timeout=10).json()
+        "name": "Globex cluster", "tags": [], "clusters": [{"name": "globex", "server": "https://globex:6443",
+                                                              "token": "t"}]}}, timeout=10).json()
     tenant_api.post(site["api"] + "/events", json={
         "title": "Globex only event", "connector": "kubernetes", "project": "globex:default",
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(), "externalId": "g-1",

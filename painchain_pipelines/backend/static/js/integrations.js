@@ -329,7 +329,9 @@ async function renderForm(main, { navigate, showError }, { typeId, integrationId
     let control;
     if (field.type === "textarea") {
       const value = initial === undefined || initial === null ? "" : typeof initial === "string" ? initial : JSON.stringify(initial, null, 2);
-      control = h("textarea", { ...common, placeholder: field.placeholder || null, rows: 3, spellcheck: "false" }, value);
+      // Tall enough for what it holds (a list of clusters), within reason.
+      const rows = Math.min(14, Math.max(3, value.split("\n").length));
+      control = h("textarea", { ...common, placeholder: field.placeholder || null, rows, spellcheck: "false" }, value);
     } else if (field.type === "password") {
       const isSet = integration && stored;
       control = h("input", {
@@ -445,7 +447,7 @@ async function renderForm(main, { navigate, showError }, { typeId, integrationId
         toast("Saved");
       } else {
         await api("/integrations", { method: "POST", body: { type: type.id, config } });
-        toast("Integration created: its recent history appears within a minute");
+        toast("Integration created: its changes appear on the timeline within a minute");
       }
       navigate("/integrations");
     } catch (error) {
