@@ -75,3 +75,12 @@ def pem_certificates(value: Any, field_name: str) -> str | None:
     except (ssl.SSLError, ValueError) as exc:
         raise ConfigError(field_name, f"cannot be loaded as a CA certificate ({type(exc).__name__})") from None
     return "\n".join(blocks) + "\n"
+
+
+def boolean(value: Any, field_name: str) -> bool:
+    """A checkbox or JSON flag: true/false in the forms people and API clients send them."""
+    if value in (None, "", False, 0, "false", "False", "0"):
+        return False
+    if value in (True, 1, "true", "True", "1", "on"):
+        return True
+    raise ConfigError(field_name, f"{value!r} is not true or false")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import functools
 import hashlib
 import heapq
 import itertools
@@ -119,16 +120,10 @@ class _Templates:
         self.user: dict = self.pipeline_full["user"]  # id, username, name, state, avatar_url, web_url
 
 
-_TEMPLATES: _Templates | None = None
-_TLOCK = threading.Lock()
-
-
+@functools.cache
 def templates() -> _Templates:
-    global _TEMPLATES
-    with _TLOCK:
-        if _TEMPLATES is None:
-            _TEMPLATES = _Templates()
-        return _TEMPLATES
+    """The fixture payloads, read once."""
+    return _Templates()
 
 
 def _fill(template: dict, values: dict) -> dict:

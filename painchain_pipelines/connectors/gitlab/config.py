@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from painchain_pipelines.connectors.base import ConfigError
-from painchain_pipelines.connectors.config_fields import branch_names, http_url, json_list, pem_certificates
+from painchain_pipelines.connectors.config_fields import (
+    boolean,
+    branch_names,
+    http_url,
+    json_list,
+    pem_certificates,
+)
 
 DEFAULT_URL = "https://gitlab.com"
 MAX_PROJECTS = 200
@@ -31,14 +37,6 @@ class GitLabConfig:
                 f"all_branches={self.all_branches!r}, ca_certificate={'set' if self.ca_certificate else None})")
 
     __str__ = __repr__
-
-
-def _truthy(value: Any, field_name: str) -> bool:
-    if value in (None, "", False, 0, "false", "False", "0"):
-        return False
-    if value in (True, 1, "true", "True", "1", "on"):
-        return True
-    raise ConfigError(field_name, f"{value!r} is not true or false")
 
 
 def parse_config(config: Mapping[str, Any]) -> GitLabConfig:
@@ -75,6 +73,6 @@ def parse_config(config: Mapping[str, Any]) -> GitLabConfig:
         projects=tuple(projects),
         url=url,
         branches=branch_names(config.get("branches"), "branches"),
-        all_branches=_truthy(config.get("allBranches"), "allBranches"),
+        all_branches=boolean(config.get("allBranches"), "allBranches"),
         ca_certificate=pem_certificates(config.get("caCertificate"), "caCertificate"),
     )

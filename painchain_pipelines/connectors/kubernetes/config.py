@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from painchain_pipelines.connectors.base import ConfigError
-from painchain_pipelines.connectors.config_fields import http_url, json_list, pem_certificates
+from painchain_pipelines.connectors.config_fields import boolean, http_url, json_list, pem_certificates
 
 MAX_CLUSTERS = 20
 MAX_NAMESPACES = 50
@@ -70,14 +70,6 @@ class KubernetesConfig:
     __str__ = __repr__
 
 
-def _truthy(value: Any, field_name: str) -> bool:
-    if value in (None, "", False, 0, "false", "False", "0"):
-        return False
-    if value in (True, 1, "true", "True", "1", "on"):
-        return True
-    raise ConfigError(field_name, f"{value!r} is not true or false")
-
-
 def _ca_certificate(value: Any, field_name: str) -> str | None:
     """The cluster's CA, as kubeconfig's `certificate-authority-data` (base64 of PEM); PEM text is
     accepted too. Checked by loading it; never echoed in the message."""
@@ -112,7 +104,7 @@ def _cluster(item: Any, index: int, seen: set[str]) -> ClusterConfig:
         raise ConfigError(f"{where}.name", f"{name!r} is used by another cluster")
     seen.add(name.lower())
 
-    in_cluster = _truthy(item.get("inCluster"), f"{where}.inCluster")
+    in_cluster = boolean(item.get("inCluster"), f"{where}.inCluster")
     context = item.get("context")
     if context is not None and (not isinstance(context, str) or not context.strip()):
         raise ConfigError(f"{where}.context", "must be a kubeconfig context name")
@@ -124,7 +116,7 @@ def _cluster(item: Any, index: int, seen: set[str]) -> ClusterConfig:
     if len(modes) > 1:
         raise ConfigError(f"{where}.{modes[1]}", f"cannot be combined with {modes[0]}; give one of server, "
                                                  "context, inCluster")
-    skip = _truthy(item.get("skipTLSVerify"), f"{where}.skipTLSVerify")
+    skip = boolean(item.get("skipTLSVerify"), f"{where}.skipTLSVerify")
     if "server" in modes:
         if not isinstance(server, str):
             raise ConfigError(f"{where}.server", "must be the API server's URL, e.g. https://10.0.0.1:6443")
