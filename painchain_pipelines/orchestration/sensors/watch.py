@@ -28,6 +28,10 @@ WATCH_SENSOR_INTERVAL_S = 5
 # The next segment is launched this long before the current one ends: a run process starts in
 # 5-10 s on 2 cores, so it is ready to take over when the current one stops.
 HANDOFF_LEAD = dt.timedelta(seconds=25)
+# A watch run that dies (its process killed, e.g. with `painchain up`) is never retried by
+# run_retries: a retry would copy its stale segment tags and watch alongside the segment this
+# sensor starts in its place.
+NO_RETRY = {"dagster/max_retries": "0"}
 
 
 def build_watch_sensor(connector_id: str, integrations_def: dg.DynamicPartitionsDefinition,
@@ -58,7 +62,7 @@ def build_watch_sensor(connector_id: str, integrations_def: dg.DynamicPartitions
                 return dg.SkipReason(f"segment {current.run_id[:8]} watches until {until:%H:%M:%S} UTC")
             previous = current.run_id
         today = utcnow().date()
-        tags = {MODE_TAG: "watch", WATCH_TAG: "true",
+        tags = {**NO_RETRY, MODE_TAG: "watch", WATCH_TAG: "true",
                 TRIGGER_TAG: "next segment" if previous else "no segment running",
                 RANGE_START_TAG: str(partition_key(today, integrations[0])),
                 RANGE_END_TAG: str(partition_key(today, integrations[-1]))}

@@ -387,6 +387,13 @@ class Workloads(Stream):
                     at, to = created, None
                 if at is not None and at in window:
                     yield rollout_event(cluster, w, record, at, to, rollback)
+                if record.get("history") and created is not None and created in window:
+                    # A reused ReplicaSet was first a rollout of its own (its first number), at its
+                    # creation: the watch reported it then, under that number.
+                    first = min(record["history"])
+                    before = [r for r in by_rev if r < first]
+                    yield rollout_event(cluster, w, {**record, "rev": first}, created, None, False,
+                                        previous=by_rev[max(before)] if before else {})
                 by_created.setdefault(record.get("created"), record["rev"])
                 previous_created = max(previous_created, created) if previous_created and created else created
             if current:
