@@ -182,8 +182,38 @@ def run(host: str, port: int, dagster_port: int) -> int:
         log.error("%s", exc)
         return 1
     finally:
+        if len(children) > 1:
+            children[-1].stop()  # the daemon first: it would start a new watch run in place of an ended one
+            end_watch_runs(dagster_home)
         for child in reversed(children):
             child.stop()
         log.info("stopped")
+
+
+WATCH_STOP_TIMEOUT_S = 20.0
+
+
+def end_watch_runs(dagster_home: Path) -> None:
+    """Ask the watch runs in progress to end now (they post what they hold and save their resume
+    state), rather than waiting for their segment to end or being killed with the code server.
+    The next start resumes from that state."""
+    import dagster as dg
+
+    from painchain_pipelines.orchestration.runs import ACTIVE_STATUSES
+    from painchain_pipelines.orchestration.tags import WATCH_TAG
+
+    try:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            runs = [r.dagster_run for r in instance.get_run_records(
+                filters=dg.RunsFilter(statuses=ACTIVE_STATUSES, tags={WATCH_TAG: "true"}))]
+            for run in runs:
+                log.info("ending watch run %s", run.run_id)
+                instance.run_launcher.terminate(run.run_id)
+            deadline = time.monotonic() + WATCH_STOP_TIMEOUT_S
+            while runs and time.monotonic() < deadline:
+                runs = [r for r in runs if not instance.get_run_by_id(r.run_id).is_finished]
+                time.sleep(0.5)
+    except Exception as exc:  # stopping goes on whatever Dagster's state: the watch resumes anyway
+        log.warning("could not end the watch runs before stopping: %s", exc)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError  # dagster does not export it
 
 from painchain_pipelines.connectors.backend_client import BackendClient
 from painchain_pipelines.connectors.base import Connector, SyncsLive, SyncsWindows, Watches, utcnow
@@ -119,7 +120,11 @@ def _watch(context: dg.AssetExecutionContext, connector: Watches, client: Backen
            ) -> Iterator[dg.AssetCheckResult]:
     """One segment of watching every integration; each one's partition of today is materialized
     with the segment's figures, unless it could not be watched."""
-    handoff = wait_for_previous_segment(context.instance, context.run.tags.get(WATCH_AFTER_TAG))
+    try:
+        handoff = wait_for_previous_segment(context.instance, context.run.tags.get(WATCH_AFTER_TAG))
+    except DagsterExecutionInterruptedError:
+        context.log.info("asked to stop before its segment began: nothing watched")
+        return
     if handoff:
         context.log.info(handoff)
     until = utcnow() + settings.watch_segment
@@ -127,7 +132,10 @@ def _watch(context: dg.AssetExecutionContext, connector: Watches, client: Backen
     context.log.info(f"watching every {connector.id} integration until {until:%H:%M:%S} UTC")
     stop = threading.Event()
     try:
-        outcomes, lag = watch_segment(connector, client, connector.id, settings.watch_segment, stop)
+        # A termination (`painchain up` stopping, the UI) ends the segment early instead of failing
+        # it: what was seen is stored, and the RetryPolicy does not start the segment again.
+        outcomes, lag = watch_segment(connector, client, connector.id, settings.watch_segment, stop,
+                                      interrupts=(DagsterExecutionInterruptedError,))
     finally:
         stop.set()
     integrations_def_name = partitions_def.get_partitions_def_for_dimension("integration").name

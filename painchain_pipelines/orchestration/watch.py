@@ -196,11 +196,15 @@ class BackendWatchSession:
 
 
 def watch_segment(connector: Watches, client: BackendClient, connector_id: str, segment: dt.timedelta,
-                  stop: threading.Event) -> tuple[list[SyncOutcome], dict[str, float]]:
-    """One segment of watching; the outcome of each integration watched and the lag figures."""
+                  stop: threading.Event, interrupts: tuple[type[BaseException], ...] = (),
+                  ) -> tuple[list[SyncOutcome], dict[str, float]]:
+    """One segment of watching; the outcome of each integration watched and the lag figures.
+    One of `interrupts` (the run asked to stop) ends the segment early, like its end would."""
     session = BackendWatchSession(client, connector_id, segment, stop)
     try:
         connector.watch(session)
+    except interrupts:
+        log.info("asked to stop: the segment ends early")
     finally:
         outcomes = session.close()
     return outcomes, session.lag_summary()
