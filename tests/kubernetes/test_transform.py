@@ -276,8 +276,13 @@ def test_series_events_of_events_k8s_io_have_null_first_and_last_timestamps():
         assert n["count"] == 3 and n["first"] == t("2019-08-30T20:43:05.123456Z")
         assert n["last"] == t("2019-08-30T20:50:00Z") and n["involved"]["kind"] == "Pod"
         h = Harness()
-        events = h.feed(EVENTS, "events", shape)
+        events = h.feed(EVENTS, "events", shape, "ADDED")  # first seen already repeated (a relist too)
         assert [(e.data["repeat"], e.data["count"]) for e in events] == [(False, 1), (True, 3)]
+        # A watch resumed after a restart sees it MODIFIED: it existed before the saved
+        # resourceVersion, so its first occurrence was reported then; only the repeat is new.
+        resumed = Harness()
+        events = resumed.feed(EVENTS, "events", shape, "MODIFIED")
+        assert [(e.data["repeat"], e.data["count"]) for e in events] == [(True, 3)]
 
 
 def test_deleted_event_is_forgotten():

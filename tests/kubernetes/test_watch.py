@@ -165,6 +165,9 @@ def test_resume_from_checkpoint_replays_nothing(world, fake, connector):
         wait_until(lambda: caught_up(session, world), what="changes")
     first = session.ids()
     assert first and session.duplicates() == []
+    # The saved state holds resourceVersions and what "old → new" needs, not the Warning counts.
+    [cluster_state] = session.states[integration.id]["clusters"].values()
+    assert "events" not in cluster_state and cluster_state["rv"] and cluster_state["workloads"]
     # Stopped: while nobody watches, more happens; the next segment resumes from the state.
     world.advance(M)
     world.repeat(burst, times=1)

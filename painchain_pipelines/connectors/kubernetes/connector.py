@@ -54,6 +54,12 @@ from painchain_pipelines.connectors.kubernetes.streams import (
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+# Kept by the run but not saved: the last count of each Warning event (up to max_events per
+# cluster) made most of a saved state (~1.5 MiB at 50 changes/s, rewritten every 2 s). After a
+# restart a repeat is posted with its first occurrence again, and the backend drops that
+# duplicate (same externalId), so nothing is lost or stored twice.
+RUN_ONLY_MEMORY = ("events",)
+LISTED = "LISTED"  # what a relist hands the streams (a watch hands ADDED, MODIFIED, DELETED)
 RELIST = "relist"  # a resourceVersion to relist from (after 410 Gone), not to watch from
 
 
@@ -211,7 +217,7 @@ class _ClusterRun:
             seen = set()
             for obj in items:
                 self._check_open()
-                stream.handle(ctx, resource, "ADDED" if learn else "MODIFIED", obj)
+                stream.handle(ctx, resource, "ADDED" if learn else LISTED, obj)
                 uid = (obj.get("metadata") or {}).get("uid")
                 if uid:
                     seen.add(uid)
@@ -381,7 +387,8 @@ class _IntegrationRun:
         clusters = {}
         for cluster in self.clusters:
             with cluster.lock:
-                clusters[cluster.cluster.name] = copy.deepcopy(cluster.memory)
+                clusters[cluster.cluster.name] = copy.deepcopy(
+                    {k: v for k, v in cluster.memory.items() if k not in RUN_ONLY_MEMORY})
         return {"version": STATE_VERSION, "clusters": clusters}
 
     def checkpoint(self) -> dict[str, Any] | None:

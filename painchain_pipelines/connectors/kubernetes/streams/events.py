@@ -87,7 +87,13 @@ class Events(Stream):
         n = normalize(obj)
         events = ctx.memory["events"]
         entry = events.get(uid)
-        if entry is None:
+        if entry is None and kind == "MODIFIED" and n["count"] > 1:
+            # Changed, not added, in a watch resumed from a saved resourceVersion: the event
+            # existed before it, so its first occurrence was reported then (the counts memory is
+            # not saved, see RUN_ONLY_MEMORY): only the repeat is new.
+            ctx.send(warning_event(ctx.cluster, n, repeat=True))
+            events[uid] = {"ns": n["namespace"], "c": n["count"], "t": n["last"] and iso(n["last"])}
+        elif entry is None:
             if not (ctx.learn and not ctx.wants(n["last"])):
                 # Seen for the first time already repeated: the event and its repeats so far.
                 ctx.send(warning_event(ctx.cluster, {**n, "count": 1}, repeat=False), at=n["last"])
