@@ -16,6 +16,7 @@ import re
 import socket
 import sys
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -157,7 +158,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._handle("DELETE")
 
 
-class HTTPFake:
+class HTTPFake(ABC):
     """A fake HTTP API served on ``host`` at a free port, in a daemon thread."""
 
     server_header = "fake"  # the Server header
@@ -174,11 +175,12 @@ class HTTPFake:
         self._conns: set = set()
 
     # ---------------------------------------------------------------- to provide
+    @abstractmethod
     def _handle_request(self, method: str, raw_path: str, headers) -> Any:
-        raise NotImplementedError
+        ...
 
     def _clock_epoch(self) -> float:
-        raise NotImplementedError
+        ...
 
     def _prepare_server(self, srv: http.server.HTTPServer) -> str:
         """Called before serving (e.g. to wrap the socket in TLS); returns the URL scheme."""

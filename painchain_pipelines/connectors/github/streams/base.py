@@ -9,6 +9,7 @@ commit `sha` it concerns, which is what links a PR to its CI runs and deployment
 from __future__ import annotations
 
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -83,7 +84,7 @@ class LiveRead:
         return answer
 
 
-class Stream:
+class Stream(ABC):
     """One kind of GitHub event. The connector runs every stream of a repository in turn, counts
     and sinks its events, and records a part that fails without stopping the others.
 
@@ -96,9 +97,10 @@ class Stream:
     def __init__(self, tuning: Tuning):
         self.tuning = tuning
 
+    @abstractmethod
     def read_window(self, reader: GitHubReader, repo: Repo, window: TimeWindow) -> Iterator[Part]:
         """The events around `window` (the connector keeps those inside it)."""
-        raise NotImplementedError
+        ...
 
     def first_pages(self, repo: Repo) -> list[FirstPage]:
         """The lists a live sync reads first, conditionally; they are this stream's change probe."""
@@ -108,9 +110,10 @@ class Stream:
         """A working copy of this stream's keys of the saved repository state."""
         return {}
 
+    @abstractmethod
     def read_live(self, live: LiveRead, state: dict[str, Any]) -> Iterator[Part]:
         """The changes since `live.lower`, updating `state` as it reads."""
-        raise NotImplementedError
+        ...
 
     def saved_state(self, state: dict[str, Any]) -> dict[str, Any]:
         return state

@@ -5,6 +5,7 @@ transform; the connector only decides which streams run for which project."""
 from __future__ import annotations
 
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -118,7 +119,7 @@ def prune_seen(state: dict, oldest: dt.datetime, tuning: Tuning) -> None:
     state["seen"] = kept
 
 
-class Stream:
+class Stream(ABC):
     """One kind of event of a project."""
 
     name: ClassVar[str]
@@ -127,11 +128,13 @@ class Stream:
     # event, so those streams are probed for every project every poll.
     is_activity: ClassVar[bool] = True
 
+    @abstractmethod
     def window(self, ctx: Context, window: TimeWindow) -> Iterator[Event]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def live(self, ctx: Context, live: Live) -> Iterator[Event]:
-        raise NotImplementedError
+        ...
 
     def probe(self, ctx: Context, state: dict, lower: dt.datetime) -> str | None:
         """Why a live sync of this stream would find something (None: it would not). Only for
@@ -150,9 +153,10 @@ class StatusStream(Stream):
     noun: ClassVar[str]  # "pipeline"
     probe_size: ClassVar[int] = 20
 
+    @abstractmethod
     def to_event(self, project: Project, item: dict) -> Event | None:
         """The event of one listed version (None: not a status worth an event)."""
-        raise NotImplementedError
+        ...
 
     def _items(self, ctx: Context, updated_after: dt.datetime, updated_before: dt.datetime | None = None):
         params = {"order_by": "updated_at", "sort": "asc", "per_page": PER_PAGE, "updated_after": iso(updated_after),

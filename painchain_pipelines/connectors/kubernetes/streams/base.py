@@ -9,6 +9,7 @@ without state) the memory is filled and only changes newer than `since` are emit
 from __future__ import annotations
 
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -163,15 +164,16 @@ def bound(mapping: dict, limit: int, key: Callable[[Any], Any]) -> None:
         mapping.pop(k, None)
 
 
-class Stream:
+class Stream(ABC):
     """One kind of event: the resources it reads, its handler, its window reconstruction."""
 
     name: ClassVar[str]
     resources: ClassVar[tuple[str, ...]]
 
+    @abstractmethod
     def handle(self, ctx: Ctx, resource: str, kind: str, obj: dict) -> None:
-        """`kind` is ADDED, MODIFIED or DELETED (relists use MODIFIED)."""
-        raise NotImplementedError
+        """`kind` is what a watch says (ADDED, MODIFIED, DELETED) or LISTED for what a relist found."""
+        ...
 
     def known(self, ctx: Ctx, resource: str, namespace: str | None) -> set[str]:
         """The uids remembered for `resource` (in `namespace`), to forget those a relist misses."""
@@ -180,9 +182,10 @@ class Stream:
     def forget(self, ctx: Ctx, resource: str, uid: str) -> None:
         pass
 
+    @abstractmethod
     def window(self, cluster: str, objects: dict[str, list[dict]], window: TimeWindow,
                tuning: Tuning) -> Iterator[Event]:
-        raise NotImplementedError
+        ...
 
 
 def in_namespace(entry: dict, namespace: str | None) -> bool:
