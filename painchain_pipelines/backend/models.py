@@ -131,6 +131,9 @@ class Event(Base):
         Index("ix_events_project_ts", "project", "ts", "id"),
         Index("ix_events_integration_ts", "integration_id", "ts", "id"),
         Index("ix_events_received", "received_at"),  # what arrived since (late events too)
+        # Free-text search (migration 0005). SQLite's counterpart is the FTS5 table events_search.
+        Index("ix_events_search_trgm", "search_text", postgresql_using="gin",
+              postgresql_ops={"search_text": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
@@ -149,6 +152,26 @@ class Event(Base):
     tags: Mapped[list[Any]] = mapped_column(JsonValue)
     # Lower-cased title, project and data values, for free-text search.
     search_text: Mapped[str] = mapped_column(Text)
+
+
+# SQLite's free-text index: an FTS5 table (and its shadow tables) made by migration 0005 and
+# kept in step by triggers; not a model, so schema comparisons leave these names alone.
+SEARCH_INDEX_TABLE = "events_search"
+
+
+POSTGRESQL_ONLY_INDEXES = frozenset({"ix_events_search_trgm"})
+
+
+def modelled_objects(dialect_name: str):
+    """Alembic's `include_object` for this database: leaves out the FTS5 tables and, elsewhere
+    than on PostgreSQL, the indexes only PostgreSQL has."""
+
+    def include(_object, name: str | None, type_: str, _reflected: bool, _compare_to) -> bool:
+        if type_ == "table":
+            return not (name and name.startswith(SEARCH_INDEX_TABLE))
+        return not (type_ == "index" and dialect_name != "postgresql" and name in POSTGRESQL_ONLY_INDEXES)
+
+    return include
 
 
 class EventTag(Base):

@@ -6,7 +6,7 @@ from sqlalchemy import inspect
 from painchain_pipelines.backend.config import BackendSettings
 from painchain_pipelines.backend.database import Database
 from painchain_pipelines.backend.migrate import current_revision, head_revision, upgrade
-from painchain_pipelines.backend.models import Base
+from painchain_pipelines.backend.models import Base, modelled_objects
 from tests.conftest import DATABASE_KINDS, create_integration, event_body, register_type
 from tests.support.backend_server import BackendServer
 
@@ -17,7 +17,8 @@ def test_migrations_from_empty_match_the_models(make_database_url, kind):
     assert current_revision(db) is None
     assert upgrade(db) == head_revision()
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        opts = {"compare_type": True, "include_object": modelled_objects(conn.dialect.name)}
+        diff = compare_metadata(MigrationContext.configure(conn, opts=opts), Base.metadata)
     assert diff == []
     assert {"connector_types", "integrations", "events", "event_tags", "api_tokens"} <= set(
         inspect(db.engine).get_table_names())

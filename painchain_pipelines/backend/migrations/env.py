@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from painchain_pipelines.backend.config import BackendSettings
-from painchain_pipelines.backend.models import Base
+from painchain_pipelines.backend.models import Base, modelled_objects
 
 config = context.config
 target_metadata = Base.metadata
@@ -28,6 +28,7 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=modelled_objects(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -386,6 +386,78 @@ def event_to_dict(row) -> dict[str, Any]:
     }
 
 
+# Free text (see docs/api.md, "Search"). A term found often is found fastest by reading the
+# timeline in order and checking each event: the first TEXT_SCAN_ROWS events (after the other
+# filters and the cursor) are read that way. A rarer term is looked up in the trigram index
+# (migration 0005), which lists every event holding it; up to TEXT_CANDIDATES of them are then
+# filtered and ordered by their ids. A term both rare lately and frequent in the past (more than
+# TEXT_CANDIDATES events) is left to the ordered scan over the whole range, exact but slower.
+TEXT_SCAN_ROWS = 10_000
+TEXT_CANDIDATES = 5_000
+TRIGRAM = 3  # shorter terms are not in the index
+
+
+def _glob_literal(term: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in term)
+
+
+def text_candidates(session, term: str, limit: int = TEXT_CANDIDATES) -> list[int] | None:
+    """Ids of every event whose search text contains `term` (lower case), from the trigram
+    index; None when the term is too short for the index or held by more than `limit` events."""
+    if len(term) < TRIGRAM:
+        return None
+    if session.get_bind().dialect.name == "sqlite":
+        # FTS5 serves GLOB from its trigrams and rechecks each candidate: the answer is exact.
+        stmt = text("SELECT rowid FROM events_search WHERE search_text GLOB :pattern LIMIT :n")
+        ids = session.scalars(stmt, {"pattern": f"*{_glob_literal(term)}*", "n": limit + 1}).all()
+    else:
+        # Only a bitmap scan of the GIN index: a sequential scan for a rare term reads every row.
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        session.execute(text("SET LOCAL enable_indexscan = off"))
+        try:
+            stmt = select(Event.id).where(Event.search_text.contains(term, autoescape=True)).limit(limit + 1)
+            ids = session.scalars(stmt).all()
+        finally:
+            session.execute(text("SET LOCAL enable_seqscan = on"))
+            session.execute(text("SET LOCAL enable_indexscan = on"))
+    return None if len(ids) > limit else list(ids)
+
+
+def _after(filters: EventFilter, stmt, position: tuple[int, int] | None):
+    if position is None:
+        return stmt
+    ts, event_id = position
+    return stmt.where(tuple_(filters.ts, filters.order_id) < tuple_(literal(ts), literal(event_id)))
+
+
+def _matching(filters: EventFilter, ids: list[int] | None) -> list:
+    """The filters' conditions; with `ids` (the text candidates), those ids instead of the text."""
+    return filters.conditions() if ids is None else [Event.id.in_(ids), *replace(filters, text=None).conditions()]
+
+
+def _newest(session, filters: EventFilter, position, count: int, ids: list[int] | None = None) -> list:
+    stmt = _after(filters, select(*EVENT_COLUMNS).where(*_matching(filters, ids)), position)
+    return session.execute(stmt.order_by(filters.ts.desc(), filters.order_id.desc()).limit(count)).all()
+
+
+def _newest_by_scan(session, filters: EventFilter, position, count: int) -> list | None:
+    """The newest `count` matches among the next TEXT_SCAN_ROWS events the other filters let
+    through; None when those are not enough to tell (fewer matches and more events beyond)."""
+    others = replace(filters, text=None)
+    window = _after(others, select(*EVENT_COLUMNS, Event.search_text).where(*others.conditions()), position)
+    window = window.order_by(others.ts.desc(), others.order_id.desc()).limit(TEXT_SCAN_ROWS).subquery()
+    columns = [window.c[c.key] for c in EVENT_COLUMNS]
+    stmt = (select(*columns).where(window.c.search_text.contains(filters.text.lower(), autoescape=True))
+            .order_by(window.c.ts.desc(), window.c.id.desc()).limit(count))
+    rows = session.execute(stmt).all()
+    if len(rows) == count:
+        return rows
+    scanned = session.scalar(select(func.count()).select_from(
+        _after(others, select(Event.id).where(*others.conditions()), position)
+        .order_by(others.ts.desc(), others.order_id.desc()).limit(TEXT_SCAN_ROWS).subquery()))
+    return rows if scanned < TEXT_SCAN_ROWS else None
+
+
 def list_events(
     db: Database, filters: EventFilter, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -393,12 +465,15 @@ def list_events(
     with db.read() as session:
         if not filters.prepare(session):
             return [], None
-        stmt = select(*EVENT_COLUMNS).where(*filters.conditions())
-        if position is not None:
-            ts, event_id = position
-            stmt = stmt.where(tuple_(filters.ts, filters.order_id) < tuple_(literal(ts), literal(event_id)))
-        stmt = stmt.order_by(filters.ts.desc(), filters.order_id.desc()).limit(limit + 1)
-        rows = session.execute(stmt).all()
+        rows = None
+        if filters.text:
+            rows = _newest_by_scan(session, filters, position, limit + 1)
+            if rows is None:
+                ids = text_candidates(session, filters.text.lower())
+                if ids is not None:
+                    rows = _newest(session, filters, position, limit + 1, ids) if ids else []
+        if rows is None:
+            rows = _newest(session, filters, position, limit + 1)
     next_cursor = encode_cursor(rows[limit - 1].ts, rows[limit - 1].id) if len(rows) > limit else None
     return [event_to_dict(r) for r in rows[:limit]], next_cursor
 
@@ -455,7 +530,9 @@ def histogram(
                 if lo < hi:
                     _count_events(session, replace(filters, since_ms=lo, until_ms=hi), bucket_ms, counted)
         else:
-            _count_events(session, filters, bucket_ms, counted)
+            ids = text_candidates(session, filters.text.lower()) if filters.text else None
+            if ids != []:
+                _count_events(session, filters, bucket_ms, counted, ids)
 
     first, last = since // bucket_ms, (until - 1) // bucket_ms
     buckets = {i: {"start": iso_from_ms(i * bucket_ms), "total": 0, "counts": {}} for i in range(first, last + 1)}
@@ -483,9 +560,9 @@ def _add(counted: dict[tuple[int, str], int], rows) -> None:
         counted[key] = counted.get(key, 0) + int(row.n)
 
 
-def _count_events(session, filters: EventFilter, bucket_ms: int, counted) -> None:
+def _count_events(session, filters: EventFilter, bucket_ms: int, counted, ids: list[int] | None = None) -> None:
     bucket = (Event.ts // literal(bucket_ms, BigInteger)).label("bucket")
-    stmt = select(bucket, Event.connector, func.count().label("n")).where(*filters.conditions())
+    stmt = select(bucket, Event.connector, func.count().label("n")).where(*_matching(filters, ids))
     _add(counted, session.execute(stmt.group_by(bucket, Event.connector)))
 
 
