@@ -85,6 +85,46 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_prune(args: argparse.Namespace) -> int:
+    from painchain_pipelines.backend.config import BackendSettings
+    from painchain_pipelines.backend.database import Database
+    from painchain_pipelines.backend.migrate import current_revision, head_revision
+    from painchain_pipelines.backend.schemas.common import iso_from_ms
+    from painchain_pipelines.backend.services.retention import count_prunable, cutoff_for, prune_events
+
+    settings = BackendSettings.from_env()
+    days = args.days or settings.retention_days
+    if days is None:
+        print("error: how many days of events to keep? Give --days N or set PAINCHAIN_RETENTION_DAYS",
+              file=sys.stderr)
+        return 2
+    # An operator's command: no API time budgets (each batch is small anyway).
+    db = Database(settings.database_url, read_timeout=0, write_timeout=0)
+    try:
+        if current_revision(db) != head_revision():
+            print(f"error: database {db.safe_url} is not at the latest schema: run `painchain db upgrade` first",
+                  file=sys.stderr)
+            return 1
+        cutoff = cutoff_for(days)
+        if args.dry_run:
+            print(f"would remove {count_prunable(db, cutoff)} events older than {iso_from_ms(cutoff)} "
+                  f"({days} days) from {db.safe_url}")
+            return 0
+        stats = prune_events(db, cutoff)
+    finally:
+        db.dispose()
+    print(f"removed {stats.removed} events older than {iso_from_ms(cutoff)} ({days} days) from {db.safe_url} "
+          f"in {stats.batches} batches, the longest {stats.max_batch_ms:.0f} ms")
+    return 0
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     from painchain_pipelines.backend.app import prepare_sqlite_file
     from painchain_pipelines.backend.auth import TENANT_ID_PATTERN, hash_token, new_token
@@ -168,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade = db.add_parser("upgrade", help="apply migrations (PAINCHAIN_DATABASE_URL)")
     db_upgrade.add_argument("revision", nargs="?", default="head")
     db_upgrade.set_defaults(func=cmd_db_upgrade)
+    db_prune = db.add_parser("prune", help="delete events older than N days (PAINCHAIN_DATABASE_URL)")
+    db_prune.add_argument("--days", type=_positive_int,
+                          help="keep this many days of events (default: PAINCHAIN_RETENTION_DAYS)")
+    db_prune.add_argument("--dry-run", action="store_true", help="only count the events it would remove")
+    db_prune.set_defaults(func=cmd_db_prune)
 
     token = sub.add_parser("token", help="tenant API tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="create a token for a tenant and print it once")
@@ -182,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from painchain_pipelines.backend.config import SettingsError
+
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"painchain: error: {exc}", file=sys.stderr)
+        return 2

@@ -19,10 +19,20 @@ from painchain_pipelines.backend.config import BackendSettings
 from painchain_pipelines.backend.crypto import SecretBox
 from painchain_pipelines.backend.database import Database
 from painchain_pipelines.backend.errors import validation_exception_handler
+from painchain_pipelines.backend.ingest import EventWriter, SingleEventFastPath
+from painchain_pipelines.backend.metrics import Metrics, RequestMetrics
 from painchain_pipelines.backend.middleware import RequestGuard, WebPageGuard
 from painchain_pipelines.backend.migrate import upgrade
 from painchain_pipelines.backend.openapi import install_openapi
-from painchain_pipelines.backend.routers import connector_types, events, health, integrations
+from painchain_pipelines.backend.routers import (
+    connector_types,
+    events,
+    health,
+    integrations,
+    metrics,
+    retention,
+)
+from painchain_pipelines.backend.services.ingest_store import IntegrationCache
 from painchain_pipelines.paths import private_dir, private_file
 
 log = logging.getLogger(__name__)
@@ -34,6 +44,10 @@ class AppContext:
     db: Database
     secrets: SecretBox
     token_cache: TenantTokenCache
+    metrics: Metrics
+    # Ingestion: integration lookups (invalidated by routers/integrations.py), single-event writer.
+    integrations: IntegrationCache | None = None
+    ingest_writer: EventWriter | None = None
 
 
 def create_app(settings: BackendSettings | None = None, *, migrate: bool = True) -> FastAPI:
@@ -47,11 +61,17 @@ def create_app(settings: BackendSettings | None = None, *, migrate: bool = True)
         db=db,
         secrets=SecretBox.from_settings(settings.secret_key, settings.data_dir),
         token_cache=TenantTokenCache(),
+        metrics=Metrics(db, sync_interval=settings.sync_interval),
     )
+    ctx.integrations = IntegrationCache()
+    ctx.ingest_writer = EventWriter(db, ctx.integrations, max_data_bytes=settings.max_event_data_bytes)
+    if migrate:  # the database answered: the connector types are there to label metrics with
+        ctx.metrics.load_connectors(db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
+        ctx.ingest_writer.close()
         db.dispose()
 
     app = FastAPI(
@@ -65,18 +85,31 @@ def create_app(settings: BackendSettings | None = None, *, migrate: bool = True)
         openapi_url="/api/openapi.json",
     )
     app.state.ctx = ctx
-    app.add_exception_handler(RequestValidationError, validation_exception_handler)
+
+    async def on_validation_error(request, exc: RequestValidationError):
+        ctx.metrics.count_refused_single_event(request.scope, exc.body)
+        return await validation_exception_handler(request, exc)
+
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    create_event_route = next(r for r in events.router.routes if getattr(r, "endpoint", None) is events.create_event)
+    app.add_middleware(SingleEventFastPath, ctx=ctx, route=create_event_route)  # innermost: behind the guards
     app.add_middleware(RequestGuard, max_bytes=settings.max_request_bytes)
-    app.add_middleware(WebPageGuard, allowed_hosts=settings.allowed_hosts)  # outermost: runs first
+    app.add_middleware(WebPageGuard, allowed_hosts=settings.allowed_hosts)  # runs first of the guards
+    app.add_middleware(RequestMetrics, metrics=ctx.metrics)  # outermost: times refusals too
     app.include_router(health.router, prefix="/api")
     authenticated = [Depends(get_principal)]
     # Types before integrations so that /integrations/types is not read as an integration id.
     app.include_router(connector_types.router, prefix="/api", dependencies=authenticated)
     app.include_router(integrations.router, prefix="/api", dependencies=authenticated)
     app.include_router(events.router, prefix="/api", dependencies=authenticated)
+    app.include_router(retention.router, prefix="/api", dependencies=authenticated)
+    app.include_router(metrics.router)  # admin only, outside /api: where Prometheus looks
     install_openapi(app)  # the schema tells the truth: every answer, optional auth in no-token mode
     if settings.serve_ui:
         _mount_ui(app)
+    ctx.metrics.learn_routes(app.routes, included={
+        "/api": (health.router, connector_types.router, integrations.router, events.router, retention.router),
+        "": (metrics.router,)})
     return app
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -95,7 +96,11 @@ class TenantTokenCache:
 
 
 def _is_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+    return _loopback_address(request.client.host if request.client else "")
+
+
+@functools.lru_cache(maxsize=1024)  # parsing the address is a tenth of a single POST's own work
+def _loopback_address(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -11,6 +11,10 @@ from painchain_pipelines.backend.middleware import allowed_hosts_from
 from painchain_pipelines.paths import data_dir
 
 
+class SettingsError(ValueError):
+    """An environment variable holds a value the backend cannot use (the message names it)."""
+
+
 def _seconds(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
@@ -18,9 +22,24 @@ def _seconds(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not a number of seconds") from None
+        raise SettingsError(f"environment variable {name}={raw!r} is not a number of seconds") from None
     if value < 0:
-        raise ValueError(f"environment variable {name} must be >= 0 (0 means no limit)")
+        raise SettingsError(f"environment variable {name} must be >= 0 (0 means no limit)")
+    return value
+
+
+def _positive_days(name: str) -> int | None:
+    """Whole days, or None when unset or empty."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SettingsError(f"environment variable {name}={raw!r} must be a positive whole number of days "
+                            "(leave it unset to keep every event)")
     return value
 
 
@@ -48,6 +67,11 @@ class BackendSettings:
     write_timeout: float = DEFAULT_WRITE_TIMEOUT
     # Host names this server answers to (see middleware.WebPageGuard): loopback by default.
     allowed_hosts: tuple[str, ...] = allowed_hosts_from(None)
+    # Events older than this many days are deleted (services/retention.py); None keeps everything.
+    retention_days: int | None = None
+    # The orchestrator's POLLING_INTERVAL (seconds between change checks), read from the same
+    # environment: only reported in /metrics, for alerts on integrations not synced for long.
+    sync_interval: float = 60.0
 
     @classmethod
     def from_env(cls, *, bind_host: str | None = None, **overrides) -> "BackendSettings":
@@ -61,6 +85,8 @@ class BackendSettings:
             allowed_hosts=allowed_hosts_from(os.environ.get("PAINCHAIN_ALLOWED_HOSTS"), bind_host),
             query_timeout=_seconds("PAINCHAIN_QUERY_TIMEOUT_SECONDS", DEFAULT_READ_TIMEOUT),
             write_timeout=_seconds("PAINCHAIN_WRITE_TIMEOUT_SECONDS", DEFAULT_WRITE_TIMEOUT),
+            retention_days=_positive_days("PAINCHAIN_RETENTION_DAYS"),
+            sync_interval=_seconds("POLLING_INTERVAL", 60.0),
         )
         values.update(overrides)
         return cls(**values)

@@ -131,6 +131,7 @@ class WebPageGuard:
         self.allowed_hosts = allowed_hosts
         self.require_json = require_json
         self.setting = setting
+        self._hosts_seen: dict[str, bool] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -138,7 +139,7 @@ class WebPageGuard:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
         host = headers.get("host")
-        if host is not None and not host_allowed(host_name(host), self.allowed_hosts):
+        if host is not None and not self._host_allowed(host):
             await self._refuse(scope, send, 400, f"requests for host {host_name(host)!r} are not answered here; "
                                f"if that is this server's name, add it to {self.setting}")
             return
@@ -153,6 +154,16 @@ class WebPageGuard:
             await self._refuse(scope, send, 415, "the request body must be JSON (Content-Type: application/json)")
             return
         await self.app(scope, receive, send)
+
+    def _host_allowed(self, host: str) -> bool:
+        # Remembered per Host header: clients send the same one on every request.
+        allowed = self._hosts_seen.get(host)
+        if allowed is None:
+            allowed = host_allowed(host_name(host), self.allowed_hosts)
+            if len(self._hosts_seen) > 1000:
+                self._hosts_seen.clear()
+            self._hosts_seen[host] = allowed
+        return allowed
 
     @staticmethod
     def _same_origin(origin: str, host: str | None) -> bool:

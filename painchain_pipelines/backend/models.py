@@ -201,6 +201,24 @@ class EventCount(Base):
     count: Mapped[int] = mapped_column(BigInteger)
 
 
+class EventTagCount(Base):
+    """Events per hour per integration per tag, kept like EventCount: a histogram filtered by a
+    tag reads these instead of every tagged event (7 % of a year is 700,000 of 10 million)."""
+
+    __tablename__ = "event_tag_counts"
+    # Clustered on (tag, hour_ts, ...) in SQLite: one tag's range of hours is one contiguous read.
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+    hour_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    integration_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("integrations.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[str | None] = mapped_column(String(128))
+    connector: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
 class ApiToken(Base):
     """Tenant-scoped API tokens; only a SHA-256 of the token is stored."""
 

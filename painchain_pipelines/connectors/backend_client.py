@@ -153,6 +153,11 @@ class BackendClient:
             json={k: v for k, v in report.items() if v is not None},
         )
 
+    # -- retention
+    def run_retention(self) -> dict:
+        """One bounded round of the backend's retention (admin); repeat while not `done`."""
+        return self._request("POST", "/retention/run")
+
     # -- events
     def post_events(self, integration: Integration, events: Iterable[Event]) -> PostStats:
         stats = PostStats()

@@ -9,6 +9,7 @@ from painchain_pipelines.backend.migrate import current_revision, head_revision,
 from painchain_pipelines.backend.models import Base, modelled_objects
 from tests.conftest import DATABASE_KINDS, create_integration, event_body, register_type
 from tests.support.backend_server import BackendServer
+from tests.support.databases import insert_github_integration
 
 
 @pytest.mark.parametrize("kind", DATABASE_KINDS)
@@ -106,11 +107,7 @@ def test_upgrade_from_0003_keeps_sync_records_and_adds_checks_and_heartbeats(mak
     db = Database(make_database_url(kind))
     upgrade(db, "0003")
     with db.write_connection() as conn:
-        conn.execute(text("INSERT INTO connector_types (id, display_name, description, color, logo, config_schema,"
-                          " created_at, updated_at) VALUES ('github', 'GitHub', '', '', '', '{}', :t, :t)"),
-                     {"t": "2026-11-30 10:00:00"})
-        conn.execute(text("INSERT INTO integrations (id, tenant_id, type, name, config, created_at, updated_at)"
-                          " VALUES ('3f0e-old-uuid', NULL, 'github', 'old', '{}', :t, :t)"), {"t": "2026-11-30 10:00:00"})
+        insert_github_integration(conn, "3f0e-old-uuid", None, "2026-11-30 10:00:00")
         conn.execute(text("INSERT INTO integration_sync (integration_id, state, last_success_at, updated_at)"
                           " VALUES ('3f0e-old-uuid', '{\"repos\": {}}', :t, :t)"), {"t": "2026-11-30 10:00:00"})
     assert upgrade(db) == head_revision()

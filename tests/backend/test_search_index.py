@@ -12,6 +12,7 @@ from painchain_pipelines.backend.database import Database
 from painchain_pipelines.backend.migrate import head_revision, upgrade
 from painchain_pipelines.backend.services import events as service
 from tests.conftest import DATABASE_KINDS, create_integration, event_body, register_type
+from tests.support.databases import insert_github_integration
 
 WORDS = ["deploy", "rollback", "hotfix", "release", "merge", "revert", "Ünïcode-ß", "50%_off", "a*b?[c]"]
 
@@ -128,11 +129,7 @@ def test_upgrade_indexes_events_stored_before_it(kind, make_database_url):
     db = Database(make_database_url(kind))
     upgrade(db, "0004")
     with db.write_connection() as conn:
-        conn.execute(text("INSERT INTO connector_types (id, display_name, description, color, logo, config_schema,"
-                          " created_at, updated_at) VALUES ('github', 'GitHub', '', '', '', '{}', :t, :t)"),
-                     {"t": "2026-12-01 10:00:00"})
-        conn.execute(text("INSERT INTO integrations (id, tenant_id, type, name, config, created_at, updated_at)"
-                          " VALUES ('old', NULL, 'github', 'old', '{}', :t, :t)"), {"t": "2026-12-01 10:00:00"})
+        insert_github_integration(conn, "old", None, "2026-12-01 10:00:00")
         for n in range(50):
             conn.execute(text(
                 "INSERT INTO events (tenant_id, integration_id, connector, project, title, external_id, ts,"
@@ -155,4 +152,57 @@ def test_upgrade_indexes_events_stored_before_it(kind, make_database_url):
             " '[]', 'brand new cafebabe')"))
     with db.read() as session:
         assert len(service.text_candidates(session, "cafebab")) == 1
+    db.dispose()
+
+
+@pytest.mark.parametrize("kind", DATABASE_KINDS)
+def test_histograms_by_one_tag_read_the_tag_counts_and_agree_with_counting_events(kind, make_backend):
+    server = make_backend(kind, api_token=None, secret_key=None)
+    api = server.client()
+    integration = create_integration(api, register_type(api), tags=["prod"])
+    rng = random.Random(3)
+    bodies = [event_body(integration, n, timestamp=f"2026-02-{1 + n % 27:02d}T{n % 24:02d}:{n % 60:02d}:07Z",
+                         tags=rng.sample(["hotfix", "deploy", "ci"], rng.randrange(3)))
+              for n in range(600)]
+    assert api.post("/events/batch", json={"events": bodies}).status_code == 200
+    db = server.app_db()
+    for tags in ("hotfix", "prod", "ci,hotfix", "nosuch"):
+        filters = service.EventFilter(integration_ids=[integration["id"]], tags=tags.split(","),
+                                      since_ms=1769904000000 + 1234, until_ms=1772323200000 - 5678)
+        for bucket_seconds in (3600, 86400, 86400 * 7):
+            rolled = service.histogram(db, filters, bucket_seconds=bucket_seconds)
+            counted = service.histogram(db, service.EventFilter(**vars(filters)), bucket_seconds=bucket_seconds,
+                                        force_scan=True)
+            assert rolled == counted, (tags, bucket_seconds)
+        wanted = set(tags.split(","))
+        expected = sum(1 for b in bodies if wanted <= {"prod", *b["tags"]}
+                       and "2026-02-01T00:00:01.234" <= b["timestamp"] < "2026-02-28T23:59:54.322")
+        assert rolled["total"] == expected and (expected > 0) == (tags != "nosuch")
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM event_tag_counts WHERE tag = 'hotfix'")).scalar() > 0
+
+
+@pytest.mark.parametrize("kind", DATABASE_KINDS)
+def test_upgrade_fills_the_tag_counts_from_stored_events(kind, make_database_url):
+    db = Database(make_database_url(kind))
+    upgrade(db, "0005")
+    with db.write_connection() as conn:
+        insert_github_integration(conn, "old", "acme", "2026-12-01 10:00:00")
+        # before 1970 too: the hour rounds down
+        for n, ts in enumerate([-1, 0, 3_599_999, 3_600_000, 1764547200000, 1764547200000 + 59_000]):
+            event_id = conn.execute(text(
+                "INSERT INTO events (tenant_id, integration_id, connector, project, title, external_id, ts,"
+                " received_at, data, tags, search_text) VALUES ('acme', 'old', 'github', 'p', 't', :x, :ts, 0,"
+                " '{}', '[\"a\"]', 't') RETURNING id"), {"x": f"x{n}", "ts": ts}).scalar()
+            for tag in ("a", "b") if n % 2 else ("a",):
+                conn.execute(text("INSERT INTO event_tags (event_id, tag) VALUES (:e, :t)"), {"e": event_id, "t": tag})
+    upgrade(db)
+    with db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT tag, hour_ts, integration_id, tenant_id, connector, count"
+                                 " FROM event_tag_counts ORDER BY tag, hour_ts")).all()
+    assert [tuple(r) for r in rows] == [
+        ("a", -3_600_000, "old", "acme", "github", 1), ("a", 0, "old", "acme", "github", 2),
+        ("a", 3_600_000, "old", "acme", "github", 1), ("a", 1764547200000, "old", "acme", "github", 2),
+        ("b", 0, "old", "acme", "github", 1), ("b", 3_600_000, "old", "acme", "github", 1),
+        ("b", 1764547200000, "old", "acme", "github", 1)]
     db.dispose()

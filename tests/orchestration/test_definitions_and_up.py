@@ -21,16 +21,18 @@ DISPLAY_NAMES = {"github": "GitHub", "gitlab": "GitLab", "kubernetes": "Kubernet
 SENSORS = {"github": ("integrations", "live", "deferred_retry"), "gitlab": ("integrations", "live", "deferred_retry"),
            "kubernetes": ("integrations", "watch", "deferred_retry")}
 EXPECTED_SENSORS = {f"{c}_{s}_sensor" for c, kinds in SENSORS.items() for s in kinds}
+EXPECTED_SCHEDULES = {f"{c}_daily_reconcile_schedule" for c in DISPLAY_NAMES} | {"event_retention_schedule"}
 
 def test_definitions_load_with_every_asset_check_sensor_and_schedule():
     repository = product_definitions().get_repository_def()
     connectors = tuple(DISPLAY_NAMES)
     assert {k.to_user_string() for k in repository.asset_graph.get_all_asset_keys()} == {
-        f"{c}_events" for c in connectors}
+        f"{c}_events" for c in connectors} | {"event_retention"}
     assert {s.name for s in repository.sensor_defs} == EXPECTED_SENSORS
-    assert {s.name for s in repository.schedule_defs} == {f"{c}_daily_reconcile_schedule" for c in connectors}
+    assert {s.name for s in repository.schedule_defs} == EXPECTED_SCHEDULES
+    assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in repository.schedule_defs)
     assert {j.name for j in repository.get_all_jobs() if not j.name.startswith("__")} == {
-        f"{c}_events_job" for c in connectors}
+        f"{c}_events_job" for c in connectors} | {"event_retention_job"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in repository.sensor_defs)
     checks = {(k.asset_key.to_user_string(), k.name) for k in repository.asset_graph.asset_check_keys}
     assert checks == {(f"{c}_events", check) for c in connectors
@@ -53,6 +55,7 @@ def test_dg_checks_and_lists_the_project_definitions():
                             cwd=PROJECT_ROOT, env=env)
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert "gitlab_events" in listed.stdout and "github_live_sensor" in listed.stdout
+    assert "event_retention_schedule" in listed.stdout
 
 
 def test_dagster_validates_the_code_location_and_loading_it_warns_about_nothing():
@@ -109,7 +112,7 @@ def test_painchain_up_serves_both_uis_and_stops_cleanly(tmp_path, stop_signal):
         assert {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]} == {
             name: "RUNNING" for name in EXPECTED_SENSORS}
         assert sorted((s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]) == [
-            (f"{c}_daily_reconcile_schedule", "RUNNING") for c in DISPLAY_NAMES]
+            (name, "RUNNING") for name in sorted(EXPECTED_SCHEDULES)]
         assert {tuple(a["assetKey"]["path"]) for a in repository["assetNodes"]} >= {
             (f"{c}_events",) for c in DISPLAY_NAMES}
         assert {t["id"] for t in requests.get(up.api + "/integrations/types", timeout=5).json()} == set(DISPLAY_NAMES)

@@ -63,3 +63,13 @@ class PostgresDatabases:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         self._created.clear()
         self._admin.dispose()
+
+
+def insert_github_integration(conn, integration_id: str, tenant_id: str | None, at: str) -> None:
+    """The rows an older schema's database holds before an upgrade, written with plain SQL
+    (the current models may not match that schema)."""
+    conn.execute(text("INSERT INTO connector_types (id, display_name, description, color, logo, config_schema,"
+                      " created_at, updated_at) VALUES ('github', 'GitHub', '', '', '', '{}', :t, :t)"), {"t": at})
+    conn.execute(text("INSERT INTO integrations (id, tenant_id, type, name, config, created_at, updated_at)"
+                      " VALUES (:id, :tenant, 'github', 'old', '{}', :t, :t)"),
+                 {"id": integration_id, "tenant": tenant_id, "t": at})

@@ -85,6 +85,7 @@ class ApiRoute(APIRoute):
             try:
                 return await handler(request)
             except DBAPIError as exc:
+                request.app.state.ctx.metrics.count_database_error(exc)
                 if is_query_timeout(exc):
                     return timeout_response(request)
                 raise

@@ -65,6 +65,7 @@ def register_type(body: ConnectorTypeRegister, request: Request, response: Respo
         except IntegrityError:
             if attempt == 2:
                 raise
+    ctx.metrics.connectors_known([body.id])
     return {"id": body.id, "displayName": body.display_name, "registered": True}
 
 

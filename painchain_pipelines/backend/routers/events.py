@@ -47,8 +47,10 @@ MAX_HISTOGRAM_BUCKETS = 2000
 def create_event(body: EventIn, request: Request, principal: CurrentPrincipal):
     ctx = request.app.state.ctx
     [result] = service.ingest_events(
-        ctx.db, [body], principal.tenant_id, max_data_bytes=ctx.settings.max_event_data_bytes
+        ctx.db, [body], principal.tenant_id, max_data_bytes=ctx.settings.max_event_data_bytes,
+        integrations=ctx.integrations,
     )
+    ctx.metrics.count_single_event(request.scope, body.connector, result.status)
     if result.status == "invalid":
         if result.http_status == 404:
             raise HTTPException(status_code=404, detail=result.errors[0]["msg"])
@@ -157,7 +159,8 @@ def _store_batch(ctx, body: bytes, tenant_id: str | None) -> FastJSONResponse:
             valid_positions.append(index)
         except ValidationError as exc:
             results[index] = {"index": index, "status": "invalid", "errors": _item_errors(exc)}
-    stored = service.ingest_events(ctx.db, valid, tenant_id, max_data_bytes=ctx.settings.max_event_data_bytes)
+    stored = service.ingest_events(ctx.db, valid, tenant_id, max_data_bytes=ctx.settings.max_event_data_bytes,
+                                   integrations=ctx.integrations)
     for index, outcome in zip(valid_positions, stored):
         entry = {"index": index, "status": outcome.status}
         if outcome.id is not None:
@@ -168,6 +171,7 @@ def _store_batch(ctx, body: bytes, tenant_id: str | None) -> FastJSONResponse:
     counts = {"created": 0, "duplicate": 0, "invalid": 0}
     for entry in results:
         counts[entry["status"]] += 1
+    ctx.metrics.count_batch(items, results)
     return FastJSONResponse(
         content={
             "created": counts["created"],

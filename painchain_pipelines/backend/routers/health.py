@@ -4,6 +4,7 @@ import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 from painchain_pipelines import __version__
 from painchain_pipelines.backend.migrate import current_revision, head_revision
@@ -20,6 +21,8 @@ def health(request: Request) -> JSONResponse:
         ctx.db.ping()
         revision = current_revision(ctx.db)
     except Exception as exc:  # the database being down is exactly what we report
+        if isinstance(exc, DBAPIError):
+            ctx.metrics.count_database_error(exc)
         return JSONResponse(
             status_code=503,
             content={

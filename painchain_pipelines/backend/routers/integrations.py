@@ -218,6 +218,7 @@ def update_integration(integration_id: str, body: IntegrationUpdate, request: Re
         row.updated_at = utcnow()
         session.flush()
         result = _out(row, masked_config(row.config, schema))
+    ctx.integrations.invalidate([integration_id])  # ingestion sees the new tags from now on
     log.info("updated integration %s", integration_id)
     return result
 
@@ -235,6 +236,7 @@ def delete_integration(integration_id: str, request: Request, principal: Current
     with ctx.db.write(unlimited=True) as session:
         row = _load_visible(session, integration_id, principal, lock="update")
         session.delete(row)
+    ctx.integrations.invalidate([integration_id])
     log.info("deleted integration %s", integration_id)
     return Response(status_code=204)
 

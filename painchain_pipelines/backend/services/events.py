@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import re
 import time
 from collections.abc import Sequence
@@ -12,14 +11,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, exists, func, insert, literal, select, text, tuple_, union_all
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BigInteger, exists, func, literal, select, text, tuple_, union_all
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from painchain_pipelines.backend.database import Database
-from painchain_pipelines.backend.models import Event, EventCount, EventTag, Integration
+from painchain_pipelines.backend.models import Event, EventCount, EventTag, EventTagCount
 from painchain_pipelines.backend.schemas.common import iso_from_ms, to_epoch_ms
 from painchain_pipelines.backend.schemas.events import EventIn
+from painchain_pipelines.backend.services.ingest_store import (
+    IntegrationCache,
+    lookup_integrations,
+    store_rows,
+)
 from painchain_pipelines.backend.services.json_input import INT_MIN, MAX_JSON_DEPTH, TOO_DEEP, JsonProblem
 
 SEARCH_TEXT_LIMIT = 8192
@@ -75,72 +78,42 @@ def _collect_text(container: dict | list, level: int, parts: list[str], size: in
     return size
 
 
-@functools.cache
-def _insert_ignoring_duplicates(dialect_name: str):
-    module = postgresql if dialect_name == "postgresql" else sqlite
-    return (
-        module.insert(Event)
-        .on_conflict_do_nothing(index_elements=["integration_id", "external_id"])
-        .returning(Event.id, Event.integration_id, Event.external_id)
-    )
-
-
-@functools.cache
-def _upsert_counts(dialect_name: str):
-    module = postgresql if dialect_name == "postgresql" else sqlite
-    stmt = module.insert(EventCount)
-    return stmt.on_conflict_do_update(
-        index_elements=["hour_ts", "integration_id"], set_={"count": EventCount.count + stmt.excluded["count"]}
-    )
-
-
 HOUR_MS = 3600 * 1000
-_EVENT_FIELDS = ("tenant_id", "integration_id", "connector", "project", "title", "external_id", "ts",
-                 "received_at", "data", "tags", "search_text")
-# PostgreSQL: the whole batch travels as one JSON parameter and is unpacked by the server. A
-# multi-row VALUES statement with 11,000 parameters costs psycopg more to parse than the insert.
-_PG_INSERT_EVENTS = text(
-    f"INSERT INTO events ({', '.join(_EVENT_FIELDS)}) "
-    f"SELECT {', '.join('r.' + f for f in _EVENT_FIELDS)} "
-    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(tenant_id text, integration_id text, connector text, "
-    "project text, title text, external_id text, ts bigint, received_at bigint, data jsonb, tags jsonb, "
-    "search_text text) "
-    "ON CONFLICT (integration_id, external_id) DO NOTHING RETURNING id, integration_id, external_id"
-)
-_PG_INSERT_TAGS = text(
-    "INSERT INTO event_tags (event_id, tag) SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:tags AS text[]))"
-)
-_SELECT_INTEGRATIONS = select(Integration.id, Integration.tenant_id, Integration.type, Integration.config)
-_INSERT_TAGS = insert(EventTag)
 
 
 def ingest_events(
-    db: Database, events: Sequence[EventIn], tenant_scope: str | None, *, max_data_bytes: int
+    db: Database, events: Sequence[EventIn], tenant_scope: str | None, *, max_data_bytes: int,
+    tenant_scopes: Sequence[str | None] | None = None, integrations: IntegrationCache | None = None,
 ) -> list[IngestResult]:
     """Store events, skipping (integrationId, externalId) pairs that already exist.
 
     `tenant_scope` None means the caller may post for any tenant's integration; otherwise only
     for integrations of that tenant (others look like unknown integrations, never stored).
+    `tenant_scopes` gives each event its own (events of several requests stored together), and
+    `integrations` caches the integrations' lookup.
     """
     try:
-        return _ingest_once(db, events, tenant_scope, max_data_bytes)
+        return _ingest_once(db, events, tenant_scope, max_data_bytes, tenant_scopes, integrations)
     except (IntegrityError, OperationalError) as exc:
         # An integration deleted between our lookup and the insert, or (PostgreSQL) a deadlock
         # victim: both are resolved by doing it again against fresh state.
         if isinstance(exc, OperationalError) and "deadlock" not in str(exc).lower():
             raise
-        return _ingest_once(db, events, tenant_scope, max_data_bytes)
+        if integrations is not None:
+            integrations.invalidate({e.integration_id for e in events})
+        return _ingest_once(db, events, tenant_scope, max_data_bytes, tenant_scopes, integrations)
 
 
 def _ingest_once(
-    db: Database, events: Sequence[EventIn], tenant_scope: str | None, max_data_bytes: int
+    db: Database, events: Sequence[EventIn], tenant_scope: str | None, max_data_bytes: int,
+    tenant_scopes: Sequence[str | None] | None = None, cache: IntegrationCache | None = None,
 ) -> list[IngestResult]:
     results: list[IngestResult | None] = [None] * len(events)
     received_ms = int(time.time() * 1000)
     # PostgreSQL cannot even compare a NUL character: such ids are answered without a lookup.
     wanted = {e.integration_id for e in events if "\x00" not in e.integration_id}
-    with db.write_connection(api=True) as conn:
-        integrations = {row.id: row for row in conn.execute(_SELECT_INTEGRATIONS.where(Integration.id.in_(wanted)))}
+    with db.driver_write() as conn:
+        integrations = cache.lookup(conn, wanted) if cache is not None else lookup_integrations(conn, wanted)
         rows: list[dict[str, Any]] = []
         row_positions: list[int] = []
         for position, event in enumerate(events):
@@ -148,7 +121,8 @@ def _ingest_once(
                 results[position] = _invalid("integrationId", "must not contain NUL (\\u0000) characters")
                 continue
             integration = integrations.get(event.integration_id)
-            if integration is None or (tenant_scope is not None and integration.tenant_id != tenant_scope):
+            scope = tenant_scope if tenant_scopes is None else tenant_scopes[position]
+            if integration is None or (scope is not None and integration.tenant_id != scope):
                 results[position] = _invalid(
                     "integrationId", f"integration {event.integration_id!r} not found", http_status=404
                 )
@@ -200,13 +174,8 @@ def _ingest_once(
             order = sorted(range(len(rows)), key=lambda i: (rows[i]["integration_id"], rows[i]["external_id"]))
             rows = [rows[i] for i in order]
             row_positions = [row_positions[i] for i in order]
-            if conn.dialect.name == "postgresql":
-                inserted = conn.execute(_PG_INSERT_EVENTS, {"rows": orjson.dumps(rows).decode()})
-            else:
-                inserted = conn.execute(_insert_ignoring_duplicates(conn.dialect.name), rows)
-            created = {(r.integration_id, r.external_id): r.id for r in inserted}
-            tag_rows = []
-            hourly: dict[tuple[int, str], dict[str, Any]] = {}
+            # Events, tags and hourly counts (see ingest_store: driver-level, one round trip on PostgreSQL).
+            created = store_rows(conn, rows)
             for position, row in zip(row_positions, rows):
                 event_id = created.pop((row["integration_id"], row["external_id"]), None)
                 if event_id is None:
@@ -214,21 +183,6 @@ def _ingest_once(
                     continue
                 row["id"] = event_id
                 results[position] = IngestResult("created", id=event_id, row=row)
-                tag_rows.extend({"event_id": event_id, "tag": tag} for tag in row["tags"])
-                key = (row["ts"] // HOUR_MS * HOUR_MS, row["integration_id"])
-                entry = hourly.get(key)
-                if entry is None:
-                    hourly[key] = {"hour_ts": key[0], "integration_id": key[1], "tenant_id": row["tenant_id"],
-                                   "connector": row["connector"], "count": 1}
-                else:
-                    entry["count"] += 1
-            if tag_rows and conn.dialect.name == "postgresql":
-                conn.execute(_PG_INSERT_TAGS, {"ids": [t["event_id"] for t in tag_rows],
-                                               "tags": [t["tag"] for t in tag_rows]})
-            elif tag_rows:
-                conn.execute(_INSERT_TAGS, tag_rows)
-            if hourly:
-                conn.execute(_upsert_counts(conn.dialect.name), [hourly[k] for k in sorted(hourly)])
     return [r for r in results if r is not None]
 
 
@@ -386,40 +340,57 @@ def event_to_dict(row) -> dict[str, Any]:
     }
 
 
-# Free text (see docs/api.md, "Search"). A term found often is found fastest by reading the
-# timeline in order and checking each event: the first TEXT_SCAN_ROWS events (after the other
-# filters and the cursor) are read that way. A rarer term is looked up in the trigram index
-# (migration 0005), which lists every event holding it; up to TEXT_CANDIDATES of them are then
-# filtered and ordered by their ids. A term both rare lately and frequent in the past (more than
-# TEXT_CANDIDATES events) is left to the ordered scan over the whole range, exact but slower.
-TEXT_SCAN_ROWS = 10_000
+# Free text (see docs/api.md, "Search"). A frequent term is found fastest by reading the
+# timeline in order and checking each event: the first TEXT_SCAN_ROWS events the other filters let
+# through are read that way first. A rarer term is looked up in the trigram index (migration 0005),
+# which lists the events holding it: up to TEXT_CANDIDATES of them are then filtered and ordered.
+# A term both rare lately and frequent in the past (more than TEXT_CANDIDATES events) is left to
+# the ordered scan over the whole range, exact but slower.
+TEXT_SCAN_ROWS = 2_000
+# As many matches among those and the term is frequent enough for the ordered scan to fill a page
+# within some 20,000 events: the index is not asked.
+TEXT_FREQUENT_HITS = 5
 TEXT_CANDIDATES = 5_000
 TRIGRAM = 3  # shorter terms are not in the index
 
 
-def _glob_literal(term: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in term)
+def _trigram_queries(term: str) -> list[str]:
+    """FTS5 queries for events holding trigrams of `term`: its first and last ones, then up to
+    8 spread over it. The index keeps no positions, so each answers a superset of the events
+    containing the term (the caller rechecks the text); FTS5's cost grows with the number of
+    trigrams, so the cheap query comes first and the narrower one only if that one is too wide."""
+    grams = list(dict.fromkeys(term[i:i + TRIGRAM] for i in range(len(term) - TRIGRAM + 1)))
+
+    def spread(count: int) -> list[str]:
+        if len(grams) <= count:
+            return grams
+        return [grams[round(i * (len(grams) - 1) / (count - 1))] for i in range(count)]
+
+    queries = [" AND ".join('"' + gram.replace('"', '""') + '"' for gram in spread(n)) for n in (2, 8)]
+    return list(dict.fromkeys(queries))
 
 
 def text_candidates(session, term: str, limit: int = TEXT_CANDIDATES) -> list[int] | None:
-    """Ids of every event whose search text contains `term` (lower case), from the trigram
-    index; None when the term is too short for the index or held by more than `limit` events."""
+    """Ids of the events that may contain `term` (lower case) — every one that does — from the
+    trigram index; None when the term is too short for the index or more than `limit` events
+    qualify. On PostgreSQL the ids are exact; on SQLite a superset (check the text)."""
     if len(term) < TRIGRAM:
         return None
     if session.get_bind().dialect.name == "sqlite":
-        # FTS5 serves GLOB from its trigrams and rechecks each candidate: the answer is exact.
-        stmt = text("SELECT rowid FROM events_search WHERE search_text GLOB :pattern LIMIT :n")
-        ids = session.scalars(stmt, {"pattern": f"*{_glob_literal(term)}*", "n": limit + 1}).all()
+        stmt = text("SELECT rowid FROM events_search WHERE events_search MATCH :query LIMIT :n")
+        for query in _trigram_queries(term):
+            ids = session.scalars(stmt, {"query": query, "n": limit + 1}).all()
+            if len(ids) <= limit:
+                break
     else:
         # Only a bitmap scan of the GIN index: a sequential scan for a rare term reads every row.
+        # (An error aborts the transaction, and these settings with it.)
         session.execute(text("SET LOCAL enable_seqscan = off"))
         session.execute(text("SET LOCAL enable_indexscan = off"))
-        try:
-            stmt = select(Event.id).where(Event.search_text.contains(term, autoescape=True)).limit(limit + 1)
-            ids = session.scalars(stmt).all()
-        finally:
-            session.execute(text("SET LOCAL enable_seqscan = on"))
-            session.execute(text("SET LOCAL enable_indexscan = on"))
+        stmt = select(Event.id).where(Event.search_text.contains(term, autoescape=True)).limit(limit + 1)
+        ids = session.scalars(stmt).all()
+        session.execute(text("SET LOCAL enable_seqscan = on"))
+        session.execute(text("SET LOCAL enable_indexscan = on"))
     return None if len(ids) > limit else list(ids)
 
 
@@ -431,31 +402,35 @@ def _after(filters: EventFilter, stmt, position: tuple[int, int] | None):
 
 
 def _matching(filters: EventFilter, ids: list[int] | None) -> list:
-    """The filters' conditions; with `ids` (the text candidates), those ids instead of the text."""
-    return filters.conditions() if ids is None else [Event.id.in_(ids), *replace(filters, text=None).conditions()]
+    """The filters' conditions, among `ids` (the text candidates) if given."""
+    return filters.conditions() if ids is None else [Event.id.in_(ids), *filters.conditions()]
 
 
 def _newest(session, filters: EventFilter, position, count: int, ids: list[int] | None = None) -> list:
     stmt = _after(filters, select(*EVENT_COLUMNS).where(*_matching(filters, ids)), position)
+    if ids is not None:
+        # Fetch the candidates by id and sort them: no walk of a timeline index in order.
+        return session.execute(stmt.order_by((Event.ts + 0).desc(), (Event.id + 0).desc()).limit(count)).all()
     return session.execute(stmt.order_by(filters.ts.desc(), filters.order_id.desc()).limit(count)).all()
 
 
-def _newest_by_scan(session, filters: EventFilter, position, count: int) -> list | None:
-    """The newest `count` matches among the next TEXT_SCAN_ROWS events the other filters let
-    through; None when those are not enough to tell (fewer matches and more events beyond)."""
+def _newest_by_scan(session, filters: EventFilter, position, count: int) -> tuple[list, bool]:
+    """The newest matches (up to `count`) among the next TEXT_SCAN_ROWS events the other filters
+    let through, and whether they are the answer (the page is full, or no event is left)."""
     others = replace(filters, text=None)
-    window = _after(others, select(*EVENT_COLUMNS, Event.search_text).where(*others.conditions()), position)
+    window = _after(others, select(Event.id, Event.ts, Event.search_text).where(*others.conditions()), position)
     window = window.order_by(others.ts.desc(), others.order_id.desc()).limit(TEXT_SCAN_ROWS).subquery()
-    columns = [window.c[c.key] for c in EVENT_COLUMNS]
-    stmt = (select(*columns).where(window.c.search_text.contains(filters.text.lower(), autoescape=True))
-            .order_by(window.c.ts.desc(), window.c.id.desc()).limit(count))
+    hits = (select(window.c.id).where(window.c.search_text.contains(filters.text.lower(), autoescape=True))
+            .order_by(window.c.ts.desc(), window.c.id.desc()).limit(count).subquery())
+    # Only the hits' other columns are read (the window reads ids, times and texts).
+    stmt = select(*EVENT_COLUMNS).join(hits, hits.c.id == Event.id).order_by((Event.ts + 0).desc(), (Event.id + 0).desc())
     rows = session.execute(stmt).all()
-    if len(rows) == count:
-        return rows
+    if len(rows) == count or len(rows) >= TEXT_FREQUENT_HITS:
+        return rows, len(rows) == count
     scanned = session.scalar(select(func.count()).select_from(
         _after(others, select(Event.id).where(*others.conditions()), position)
         .order_by(others.ts.desc(), others.order_id.desc()).limit(TEXT_SCAN_ROWS).subquery()))
-    return rows if scanned < TEXT_SCAN_ROWS else None
+    return rows, scanned < TEXT_SCAN_ROWS
 
 
 def list_events(
@@ -467,11 +442,11 @@ def list_events(
             return [], None
         rows = None
         if filters.text:
-            rows = _newest_by_scan(session, filters, position, limit + 1)
-            if rows is None:
-                ids = text_candidates(session, filters.text.lower())
-                if ids is not None:
-                    rows = _newest(session, filters, position, limit + 1, ids) if ids else []
+            rows, complete = _newest_by_scan(session, filters, position, limit + 1)
+            if not complete:
+                frequent = len(rows) >= TEXT_FREQUENT_HITS
+                ids = None if frequent else text_candidates(session, filters.text.lower())
+                rows = None if ids is None else _newest(session, filters, position, limit + 1, ids) if ids else []
         if rows is None:
             rows = _newest(session, filters, position, limit + 1)
     next_cursor = encode_cursor(rows[limit - 1].ts, rows[limit - 1].id) if len(rows) > limit else None
@@ -505,9 +480,9 @@ def histogram(
 ) -> dict[str, Any]:
     """Counts per time bucket per connector over [since, until), computed by the database.
 
-    Whole hours come from the hourly counts table when the filters allow it (no project, tag or
-    text filter, bucket a whole number of hours); partial hours at the edges and every other case
-    count the events themselves. Both give the same numbers.
+    Whole hours come from the hourly counts (per tag when one tag is asked for) when the filters
+    allow it (no project or text filter, at most one tag, bucket a whole number of hours); partial
+    hours at the edges and every other case count the events themselves. Both give the same numbers.
     """
     assert filters.since_ms is not None and filters.until_ms is not None
     bucket_ms = bucket_seconds * 1000
@@ -519,7 +494,7 @@ def histogram(
         rollup = (
             not force_scan
             and bucket_ms % HOUR_MS == 0
-            and not (filters.projects or filters.tags or filters.text)
+            and not (filters.projects or len(set(filters.tags)) > 1 or filters.text)
             and first_hour < last_hour
         )
         if not filters.prepare(session):
@@ -567,16 +542,20 @@ def _count_events(session, filters: EventFilter, bucket_ms: int, counted, ids: l
 
 
 def _count_rollup(session, filters: EventFilter, first_hour: int, last_hour: int, bucket_ms: int, counted) -> None:
-    bucket = (EventCount.hour_ts // literal(bucket_ms, BigInteger)).label("bucket")
-    conds = [EventCount.hour_ts >= first_hour, EventCount.hour_ts < last_hour]
+    """Whole hours from the hourly counts: per tag when the filter names one tag."""
+    table = EventTagCount if filters.tags else EventCount
+    bucket = (table.hour_ts // literal(bucket_ms, BigInteger)).label("bucket")
+    conds = [table.hour_ts >= first_hour, table.hour_ts < last_hour]
+    if filters.tags:
+        conds.append(EventTagCount.tag == filters.tags[0])
     if filters.tenant_id is not None:
-        conds.append(EventCount.tenant_id == filters.tenant_id)
+        conds.append(table.tenant_id == filters.tenant_id)
     if filters.connectors:
-        conds.append(EventCount.connector.in_(filters.connectors))
+        conds.append(table.connector.in_(filters.connectors))
     if filters.integration_ids:
-        conds.append(EventCount.integration_id.in_(filters.integration_ids))
-    stmt = select(bucket, EventCount.connector, func.sum(EventCount.count).label("n")).where(*conds)
-    _add(counted, session.execute(stmt.group_by(bucket, EventCount.connector)))
+        conds.append(table.integration_id.in_(filters.integration_ids))
+    stmt = select(bucket, table.connector, func.sum(table.count).label("n")).where(*conds)
+    _add(counted, session.execute(stmt.group_by(bucket, table.connector)))
 
 
 FACET_SAMPLE = 5000

@@ -1,0 +1,267 @@
+"""The single-event hot path, `POST /api/events`:
+
+* EventWriter: one writer thread per app stores the events of concurrent requests together, in
+  one transaction (group commit): a commit is the dearest part of a small write, and PostgreSQL
+  pays it with a disk flush. Each request still gets its own answer, and an event that fails
+  never fails the others stored with it (the group is then stored event by event).
+* SingleEventFastPath: pure ASGI, inside the guards and the metrics middleware. It answers the
+  common case (a JSON body that validates, an event created or a duplicate) without FastAPI's
+  routing, dependency solving and thread-pool hop; every other request (bad JSON, a field at
+  fault, a refused token, an unknown integration...) goes on to the route in routers/events.py
+  with its body, which answers it as before. Both store through the same service code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from fastapi import HTTPException, Request
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+
+from painchain_pipelines.backend.auth import bearer_scheme, get_principal
+from painchain_pipelines.backend.database import Database
+from painchain_pipelines.backend.routers.events import _may_hold_long_integer
+from painchain_pipelines.backend.schemas.events import EventIn
+from painchain_pipelines.backend.services import events as service
+from painchain_pipelines.backend.services.ingest_store import IntegrationCache
+from painchain_pipelines.backend.services.json_input import MAX_JSON_DEPTH, JsonProblem, check_json
+
+log = logging.getLogger(__name__)
+
+# Events stored per transaction at most: the queue of a burst is taken in bites this large.
+MAX_GROUP = 500
+
+
+class EventWriter:
+    """Stores single events for the event loop(s), in groups. The thread starts on first use."""
+
+    def __init__(self, db: Database, integrations: IntegrationCache, *, max_data_bytes: int):
+        self._db = db
+        self._connection = _HeldConnection(db)
+        self._integrations = integrations
+        self._max_data_bytes = max_data_bytes
+        self._queue: deque = deque()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    async def store(self, event: EventIn, tenant_scope: str | None) -> tuple[service.IngestResult, int | None]:
+        """(what became of the event, the stored id of its duplicate if it is one)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("the event writer is stopped")
+            self._queue.append((event, tenant_scope, loop, future))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="painchain-event-writer", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return await future
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if not self._queue:
+                    self._connection.close()
+                    return
+                group = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_GROUP))]
+            try:
+                self._store_group(group)
+            except BaseException as exc:  # never leave a request waiting
+                log.exception("event writer")
+                for item in group:
+                    _settle(item, error=exc)
+
+    def _store_group(self, group: list) -> None:
+        try:
+            results = self._ingest([item[0] for item in group], [item[1] for item in group])
+        except Exception as exc:
+            if len(group) == 1:
+                _settle(group[0], error=exc)
+                return
+            # Something failed the transaction: store one by one, so it fails only its own event.
+            for item in group:
+                self._store_group([item])
+            return
+        for item, result in zip(group, results):
+            existing = None
+            if result.status == "duplicate":
+                try:
+                    existing = service.find_event_id(self._db, item[0].integration_id, item[0].external_id)
+                except Exception as exc:
+                    _settle(item, error=exc)
+                    continue
+            _settle(item, value=(result, existing))
+
+    def _ingest(self, events: list[EventIn], scopes: list[str | None]) -> list[service.IngestResult]:
+        return service.ingest_events(self._connection, events, None, max_data_bytes=self._max_data_bytes,
+                                     tenant_scopes=scopes, integrations=self._integrations)
+
+
+class _HeldConnection:
+    """The writer thread's own pooled connection, as a Database for ingest_events: checking a
+    connection out of the pool and back costs more than a one-event transaction."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._pooled = None
+
+    def driver_write(self):
+        if self._pooled is not None and not self._pooled.is_valid:  # lost: a new one
+            self._pooled.close()
+            self._pooled = None
+        if self._pooled is None:
+            self._pooled = self._db.engine.raw_connection()
+        return self._db.driver_write(self._pooled)
+
+    def close(self) -> None:
+        if self._pooled is not None:
+            self._pooled.close()
+            self._pooled = None
+
+
+def _settle(item, *, value: Any = None, error: BaseException | None = None) -> None:
+    _, _, loop, future = item
+
+    def settle() -> None:
+        if future.done():  # the request was cancelled (its client left)
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
+
+
+# ---------------------------------------------------------------------------- the fast path
+
+_PATH = "/api/events"
+_JSON_TYPES = (b"application/json", b"application/json; charset=utf-8", b"application/json;charset=utf-8")
+
+
+class SingleEventFastPath:
+    """See the module docstring. `route`: the FastAPI route of POST /api/events, put in the
+    scope as routing would (the metrics middleware labels requests by it)."""
+
+    def __init__(self, app, ctx, route=None):
+        self.app = app
+        self.ctx = ctx
+        self.route = route
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != _PATH or scope.get("root_path"):
+            await self.app(scope, receive, send)
+            return
+        messages = []
+        body = b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        if messages[-1]["type"] == "http.request":
+            answer = await self._answer(scope, body)
+            if answer is not None:
+                await send(answer[0])
+                await send(answer[1])
+                return
+        # Anything else: the route answers, from the same body.
+        pending = deque(messages)
+
+        async def replay():
+            return pending.popleft() if pending else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _answer(self, scope, body: bytes) -> tuple[dict, dict] | None:
+        """The response messages, or None to let the route answer."""
+        content_type = None
+        tenant_headers = 0
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.lower()
+            elif name == b"x-tenant-id":
+                tenant_headers += 1
+        if content_type not in _JSON_TYPES or tenant_headers > 1:
+            return None
+        event = _valid_event(body)
+        if event is None:
+            return None
+        request = Request(scope)
+        try:
+            principal = await get_principal(request, await bearer_scheme(request),
+                                            request.headers.get("x-tenant-id"))
+        except HTTPException:
+            return None
+        try:
+            result, existing = await self.ctx.ingest_writer.store(event, principal.tenant_id)
+        except DBAPIError:
+            return None  # rolled back: the route tries once more, and answers (503) and counts errors
+        if result.status == "invalid":
+            return None  # the route answers it (and counts it), naming the field
+        if self.route is not None:
+            scope["route"] = self.route
+            scope["endpoint"] = self.route.endpoint
+        metrics = getattr(self.ctx, "metrics", None)
+        if metrics is not None:
+            metrics.count_single_event(scope, event.connector, result.status)
+        if result.status == "duplicate":
+            return _json(409, {"detail": "duplicate event: this (integrationId, externalId) is already stored",
+                               "existingId": existing})
+        return _json(201, service.event_to_dict(SimpleNamespace(**result.row)))
+
+
+def _valid_event(body: bytes) -> EventIn | None:
+    """The event if the body is one that the route would accept as is, else None. The route
+    parses exactly and applies services/json_input's rules; here orjson is trusted only where it
+    cannot differ: it refuses NaN, infinities, lone surrogates and control characters itself, a
+    digit run that may be a 64-bit overflow goes to the route, and so does any escaped NUL. The
+    nesting rule is walked only when the body has enough brackets to break it."""
+    if b"\\u0000" in body or _may_hold_long_integer(body):
+        return None
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is not dict:
+        return None
+    try:
+        if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH:
+            check_json(value)
+        return EventIn.model_validate(value)
+    except (JsonProblem, ValidationError):
+        return None
+
+
+def _json(status: int, content: Any) -> tuple[dict, dict]:
+    body = orjson.dumps(content)
+    return (
+        {"type": "http.response.start", "status": status,
+         "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]},
+        {"type": "http.response.body", "body": body},
+    )

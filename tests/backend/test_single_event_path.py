@@ -1,0 +1,106 @@
+"""POST /api/events on its hot path (backend/ingest.py): events of concurrent requests stored
+together, integrations looked up from a cache, and every body the fast path does not take answered
+by the route exactly as before."""
+
+import threading
+import uuid
+from collections import Counter
+
+import requests
+
+from tests.conftest import create_integration, event_body, register_type
+
+
+def test_an_edit_of_tags_and_a_deletion_take_effect_at_once(api):
+    integ = create_integration(api, register_type(api), tags=["before"])
+    first = api.post("/events", json=event_body(integ, 1))
+    assert first.status_code == 201 and first.json()["tags"] == ["before"]
+
+    edited = api.put(f"/integrations/{integ['id']}", json={
+        "name": integ["name"], "config": {**integ["config"], "tags": ["after"], "token": ""}})
+    assert edited.status_code == 200, edited.text
+    single = api.post("/events", json=event_body(integ, 2, tags=["own"]))
+    assert single.status_code == 201 and single.json()["tags"] == ["after", "own"]
+    batch = api.post("/events/batch", json={"events": [event_body(integ, 3)]}).json()
+    assert batch["created"] == 1
+    assert api.get(f"/events/{batch['results'][0]['id']}").json()["tags"] == ["after"]
+
+    assert api.delete(f"/integrations/{integ['id']}").status_code == 204
+    gone = api.post("/events", json=event_body(integ, 4))
+    assert gone.status_code == 404 and integ["id"] in gone.json()["detail"]
+
+
+def test_concurrent_single_posts_each_get_their_own_answer(backend, api):
+    integ = create_integration(api, register_type(api))
+    other_type = create_integration(api, register_type(api))
+    run = uuid.uuid4().hex[:8]
+    threads, per_thread = 8, 25
+    # Every thread posts the same external ids (racing duplicates), plus events of its own and
+    # bad ones mixed in: each answer must be its own.
+    plans = []
+    for t in range(threads):
+        plan = []
+        for n in range(per_thread):
+            if n % 5 == 0:
+                plan.append(("shared", event_body(integ, n, externalId=f"{run}-shared-{n}")))
+            elif n % 5 == 1:
+                plan.append(("unknown", event_body(integ, n, externalId=f"{run}-x-{t}-{n}",
+                                                   integrationId="no-such-integration")))
+            elif n % 5 == 2:
+                plan.append(("mismatch", event_body(integ, n, externalId=f"{run}-m-{t}-{n}",
+                                                    connector=other_type["type"])))
+            else:
+                plan.append(("own", event_body(integ, n, externalId=f"{run}-own-{t}-{n}")))
+        plans.append(plan)
+    answers: list[list] = [[] for _ in range(threads)]
+    barrier = threading.Barrier(threads)
+
+    def post(t: int) -> None:
+        session = requests.Session()
+        barrier.wait()
+        for kind, body in plans[t]:
+            response = session.post(backend.api_url + "/events", json=body, timeout=60)
+            answers[t].append((kind, body["externalId"], response.status_code, response.json()))
+
+    workers = [threading.Thread(target=post, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    created: dict[str, int] = {}
+    duplicates: list[tuple[str, int]] = []
+    for kind, external_id, status, body in (a for per in answers for a in per):
+        if kind == "unknown":
+            assert status == 404 and "no-such-integration" in body["detail"]
+        elif kind == "mismatch":
+            assert status == 422 and body["detail"][0]["loc"] == ["body", "connector"]
+        elif status == 201:
+            assert external_id not in created and body["externalId"] == external_id
+            created[external_id] = body["id"]
+        else:
+            assert kind == "shared" and status == 409, (kind, status, body)
+            duplicates.append((external_id, body["existingId"]))
+    shared = {f"{run}-shared-{n}" for n in range(0, per_thread, 5)}
+    assert shared <= created.keys()
+    assert Counter(e for e, _ in duplicates) == {e: threads - 1 for e in shared}
+    assert all(created[e] == existing for e, existing in duplicates)
+    stored = api.get("/events", params={"integrationId": integ["id"], "limit": 500}).json()["events"]
+    assert sorted(e["externalId"] for e in stored) == sorted(created)
+
+
+def test_bodies_left_to_the_route_are_answered_as_before(api, integration):
+    deep: object = "x"
+    for _ in range(70):
+        deep = [deep]
+    too_deep = api.post("/events", json={**event_body(integration, 1), "unused": deep})
+    assert too_deep.status_code == 422 and "nested more than 64 levels" in too_deep.text
+    huge = api.post("/events", json=event_body(integration, 2, data={"n": 2**64}))
+    assert huge.status_code == 422 and huge.json()["detail"][0]["loc"][:3] == ["body", "data", "n"]
+    exact = api.post("/events", json=event_body(integration, 3, data={"n": 2**64 - 1}))
+    assert exact.status_code == 201 and exact.json()["data"]["n"] == 2**64 - 1
+    assert api.get(f"/events/{exact.json()['id']}").json()["data"]["n"] == 2**64 - 1
+    nul = api.post("/events", json=event_body(integration, 4, data={"note": "a\x00b"}))
+    assert nul.status_code == 422 and nul.json()["detail"][0]["loc"][:2] == ["body", "data"]
+    missing = api.post("/events", json={k: v for k, v in event_body(integration, 5).items() if k != "title"})
+    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "title"]
