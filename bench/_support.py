@@ -22,8 +22,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def backend_process(data_dir: Path, database_url: str | None = None, **env: str) -> Iterator[str]:
-    """Start `painchain backend` like a user would; yield its /api URL."""
+def backend_process(data_dir: Path, database_url: str | None = None, *, pids: list[int] | None = None,
+                    **env: str) -> Iterator[str]:
+    """Start `painchain backend` like a user would; yield its /api URL (its pid into `pids`)."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PAINCHAIN_")}
     environment["PAINCHAIN_DATA_DIR"] = str(data_dir)
@@ -34,6 +35,8 @@ def backend_process(data_dir: Path, database_url: str | None = None, **env: str)
         [sys.executable, "-m", "painchain_pipelines", "--log-level", "WARNING", "backend", "--port", str(port)],
         env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
+    if pids is not None:
+        pids.append(proc.pid)
     api = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 120
     while True:
@@ -66,3 +69,11 @@ def summarize(samples_ms: list[float]) -> str:
 
 def machine() -> str:
     return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process now (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")

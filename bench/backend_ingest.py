@@ -1,36 +1,57 @@
-"""Ingest throughput: single-event POST, the batch endpoint, and raw executemany as the ceiling.
+"""Ingest throughput: single-event POSTs (one client, then 8 concurrent ones), and the batch
+endpoint against a raw driver ceiling measured in the same run.
 
-    python -m bench.backend_ingest [--single 2000] [--batches 30] [--rounds 3] [--postgres]
+    python -m bench.backend_ingest [--postgres] [--quick] [--rounds 7] [--batches 10]
 
-All three write the same rows into the same migrated schema (a fresh SQLite file each, or a fresh
-PostgreSQL database with --postgres). The backend runs as its own process, as users run it.
+The backend runs as its own process (`painchain backend`), as users run it, on a fresh database
+(a SQLite file, or with --postgres a new PostgreSQL database). Clients are cheap: http.client
+with keep-alive, one process per client; their CPU is printed, to show they are not the limit.
+
+The ceiling writes the same rows (same events, same ids, tags and hourly counts) into a second
+database of the same migrated schema (so every index and trigger the migrations create), 1,000
+rows per transaction (plus the hourly counts per integration and per tag that ingestion keeps),
+with the driver alone and no validation, deduplication or answers:
+  SQLite: stdlib sqlite3 `executemany` (WAL, synchronous=NORMAL, as the backend), and a second
+  one with multi-row INSERTs (500 rows each), which is faster when events have a trigger;
+  PostgreSQL: psycopg `COPY events` and `COPY event_tags` (ids drawn from the sequence first),
+  plus the hourly-count upsert.
+Rounds alternate the endpoint and the ceiling (which goes first alternates too), so that noise
+on a shared machine and the growth of the tables hit both alike; medians and spreads are printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.client
+import multiprocessing
+import os
+import shutil
 import sqlite3
 import statistics
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
-import requests
-from sqlalchemy import insert, text
+from sqlalchemy import func, insert, select
 
 from bench._support import backend_process, machine
 from painchain_pipelines.backend.database import Database
 from painchain_pipelines.backend.migrate import upgrade
-from painchain_pipelines.backend.models import Event, EventTag
-from painchain_pipelines.backend.services.events import build_search_text
+from painchain_pipelines.backend.models import ConnectorType, Event, Integration
+from painchain_pipelines.backend.services.events import HOUR_MS, build_search_text, merge_tags
 
 SCHEMA = {"fields": [
     {"key": "name", "label": "Name", "type": "text", "required": True},
     {"key": "tags", "label": "Tags", "type": "textarea", "required": True},
 ]}
+INTEGRATION_TAGS = ["prod"]
+BATCH = 1000
+CLIENTS = 8
 
 
 def make_event(integration_id: str, n: int) -> dict:
@@ -49,151 +70,444 @@ def make_event(integration_id: str, n: int) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------- HTTP clients
+
+
+class Client:
+    """One keep-alive connection."""
+
+    def __init__(self, api: str):
+        parts = urlsplit(api)
+        self.prefix = parts.path
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        self.conn.request(method, self.prefix + path, body=body, headers=headers)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+
 def setup_integration(api: str) -> str:
-    requests.post(api + "/integrations/types/register", json={
-        "id": "bench", "displayName": "Bench", "configSchema": SCHEMA}, timeout=30).raise_for_status()
-    response = requests.post(api + "/integrations", json={
-        "type": "bench", "config": {"name": "bench", "tags": '["prod"]'}}, timeout=30)
-    response.raise_for_status()
-    return response.json()["id"]
+    client = Client(api)
+    status, _ = client.call("POST", "/integrations/types/register", orjson.dumps(
+        {"id": "bench", "displayName": "Bench", "configSchema": SCHEMA}))
+    assert status in (200, 201), status
+    status, body = client.call("POST", "/integrations", orjson.dumps(
+        {"type": "bench", "config": {"name": "bench", "tags": orjson.dumps(INTEGRATION_TAGS).decode()}}))
+    assert status == 201, body
+    return orjson.loads(body)["id"]
 
 
-def bench_single(api: str, integration_id: str, count: int) -> float:
-    session = requests.Session()
-    events = [make_event(integration_id, n) for n in range(count)]
-    started = time.perf_counter()
-    for body in events:
-        assert session.post(api + "/events", json=body, timeout=30).status_code == 201
-    return count / (time.perf_counter() - started)
+def _post_singles(api: str, bodies: list[bytes], start_at: float | None = None) -> dict:
+    client = Client(api)
+    client.call("GET", "/health")  # connect before the clock starts
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
+    statuses: Counter = Counter()
+    cpu, started = time.process_time(), time.perf_counter()
+    for body in bodies:
+        status, _ = client.call("POST", "/events", body)
+        statuses[status] += 1
+    return {"statuses": statuses, "seconds": time.perf_counter() - started,
+            "cpu": time.process_time() - cpu, "start": time.time() - (time.perf_counter() - started)}
 
 
-def bench_batch(api: str, integration_id: str, batches: int, offset: int) -> float:
-    session = requests.Session()
-    payloads = [[make_event(integration_id, offset + b * 1000 + i) for i in range(1000)] for b in range(batches)]
-    bodies = [orjson.dumps({"events": payload}) for payload in payloads]
-    headers = {"content-type": "application/json"}
+def _worker(args) -> dict:
+    return _post_singles(*args)
+
+
+def run_singles(api: str, integration_id: str, first: int, per_client: int, clients: int) -> dict:
+    """`clients` processes post `per_client` events each, all starting together."""
+    jobs = [[orjson.dumps(make_event(integration_id, first + c * per_client + i)) for i in range(per_client)]
+            for c in range(clients)]
+    if clients == 1:
+        out = _post_singles(api, jobs[0])
+        return {"rate": per_client / out["seconds"], "statuses": out["statuses"],
+                "client_cpu": out["cpu"] / out["seconds"], "events": per_client}
+    start_at = time.time() + 1.0 + 0.1 * clients
+    with multiprocessing.get_context("fork").Pool(clients) as pool:
+        outs = pool.map(_worker, [(api, job, start_at) for job in jobs])
+    first_start = min(o["start"] for o in outs)
+    last_end = max(o["start"] + o["seconds"] for o in outs)
+    wall = last_end - first_start
+    statuses = sum((o["statuses"] for o in outs), Counter())
+    return {"rate": clients * per_client / wall, "statuses": statuses,
+            "client_cpu": sum(o["cpu"] for o in outs) / wall, "events": clients * per_client}
+
+
+def post_batches(api: str, bodies: list[bytes]) -> tuple[float, Counter]:
+    # A new connection each round: uvicorn closes one idle for 5 s (while the ceiling runs).
+    client = Client(api)
+    client.call("GET", "/health")
+    statuses: Counter = Counter()
     started = time.perf_counter()
     for body in bodies:
-        result = orjson.loads(session.post(api + "/events/batch", data=body, headers=headers, timeout=120).content)
-        assert result["created"] == 1000, result
-    return batches * 1000 / (time.perf_counter() - started)
+        status, answer = client.call("POST", "/events/batch", body)
+        statuses[status] += 1
+        if status == 200:
+            assert orjson.loads(answer)["created"] == BATCH, answer[:300]
+    return len(bodies) * BATCH / (time.perf_counter() - started), statuses
 
 
-def rows_for(integration_id: str, batches: int, offset: int) -> list[list[dict]]:
-    out = []
-    for b in range(batches):
-        batch = []
-        for i in range(1000):
-            e = make_event(integration_id, offset + b * 1000 + i)
-            ts = int(dt.datetime.fromisoformat(e["timestamp"]).timestamp() * 1000)
-            batch.append({
-                "tenant_id": None, "integration_id": integration_id, "connector": "bench",
-                "project": e["project"], "title": e["title"], "external_id": e["externalId"], "ts": ts,
-                "received_at": ts, "data": e["data"], "tags": ["prod", *e["tags"]],
-                "search_text": build_search_text(e["title"], e["project"], e["data"]),
-            })
-        out.append(batch)
-    return out
+# ---------------------------------------------------------------------------- ceilings
 
 
-def prepare_raw_db(url: str, integration_id: str) -> Database:
-    db = Database(url, read_timeout=0, write_timeout=0)  # the raw ceiling: no query budget
-    upgrade(db)
+def ceiling_rows(integration_id: str, events: list[dict]) -> list[dict]:
+    """What the endpoint stores for `events`, built once and outside the clock."""
+    rows = []
+    for e in events:
+        ts = int(dt.datetime.fromisoformat(e["timestamp"]).timestamp() * 1000)
+        rows.append({
+            "tenant_id": None, "integration_id": integration_id, "connector": e["connector"],
+            "project": e["project"], "title": e["title"], "external_id": e["externalId"], "ts": ts,
+            "received_at": ts, "data": orjson.dumps(e["data"]).decode(),
+            "tags": merge_tags(INTEGRATION_TAGS, e["tags"]),
+            "search_text": build_search_text(e["title"], e["project"], e["data"]),
+        })
+    return rows
+
+
+def _hourly(rows: list[dict]) -> list[tuple]:
+    counts: Counter = Counter((r["ts"] // HOUR_MS * HOUR_MS, r["integration_id"]) for r in rows)
+    return [(hour, integration, None, "bench", n) for (hour, integration), n in sorted(counts.items())]
+
+
+def _tag_hourly(rows: list[dict]) -> list[tuple]:
+    counts: Counter = Counter((t, r["ts"] // HOUR_MS * HOUR_MS, r["integration_id"]) for r in rows for t in r["tags"])
+    return [(tag, hour, integration, None, "bench", n) for (tag, hour, integration), n in sorted(counts.items())]
+
+
+_UPSERT_TAG_COUNTS = ("INSERT INTO event_tag_counts (tag, hour_ts, integration_id, tenant_id, connector, count) "
+                      "VALUES ({0}, {0}, {0}, {0}, {0}, {0}) ON CONFLICT (tag, hour_ts, integration_id) "
+                      "DO UPDATE SET count = event_tag_counts.count + excluded.count")
+
+
+def _has_tag_counts(conn) -> bool:
+    """Whether the migrations made the hourly per-tag counts table (ingestion keeps it too)."""
+    try:
+        conn.execute("SELECT 1 FROM event_tag_counts LIMIT 1").fetchall()
+        return True
+    except Exception:
+        if hasattr(conn, "rollback"):
+            conn.rollback()
+        return False
+
+
+def prepare_ceiling_db(url: str, integration_id: str) -> None:
+    db = Database(url, read_timeout=0, write_timeout=0)
+    upgrade(db)  # the project's migrations: every index and trigger of the real schema
     with db.engine.begin() as conn:
-        conn.execute(text("INSERT INTO connector_types VALUES ('bench','Bench','','','','{}',"
-                          "CURRENT_TIMESTAMP,CURRENT_TIMESTAMP)"))
-        conn.execute(text("INSERT INTO integrations VALUES (:id,NULL,'bench','bench','{}',"
-                          "CURRENT_TIMESTAMP,CURRENT_TIMESTAMP)"), {"id": integration_id})
-    return db
+        conn.execute(insert(ConnectorType).values(id="bench", display_name="Bench", config_schema=SCHEMA))
+        conn.execute(insert(Integration).values(id=integration_id, type="bench", name="bench",
+                                                config={"name": "bench", "tags": INTEGRATION_TAGS}))
+    db.dispose()
 
 
-def bench_raw_sqlalchemy(db: Database, batches: list[list[dict]]) -> float:
-    """SQLAlchemy Core executemany, one transaction per 1,000 rows (no validation, no dedup answer)."""
+_EVENT_COLUMNS = ("id", "tenant_id", "integration_id", "connector", "project", "title", "external_id", "ts",
+                  "received_at", "data", "tags", "search_text")
+_UPSERT_COUNTS = ("INSERT INTO event_counts (hour_ts, integration_id, tenant_id, connector, count) "
+                  "VALUES ({0}, {0}, {0}, {0}, {0}) ON CONFLICT (hour_ts, integration_id) "
+                  "DO UPDATE SET count = event_counts.count + excluded.count")
+
+
+class SqliteCeiling:
+    def __init__(self, path: str):
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA cache_size=-65536")  # as the backend's connections (database.py)
+        self.tag_counts = _has_tag_counts(self.conn)
+
+    def write(self, batches: list[list[dict]], multirow: bool = False) -> float:
+        """executemany (one statement per row), or with `multirow` INSERTs of 500 rows each
+        (with a trigger on events, e.g. the search index's, several times faster)."""
+        conn = self.conn
+        row_marks = f"({', '.join('?' * len(_EVENT_COLUMNS))})"
+        insert_events = f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES "
+        upsert = _UPSERT_COUNTS.format("?")
+        started = time.perf_counter()
+        for rows in batches:
+            conn.execute("BEGIN IMMEDIATE")
+            first = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM events").fetchone()[0]
+            params = [(first + i, r["tenant_id"], r["integration_id"], r["connector"], r["project"], r["title"],
+                       r["external_id"], r["ts"], r["received_at"], r["data"], orjson.dumps(r["tags"]).decode(),
+                       r["search_text"]) for i, r in enumerate(rows)]
+            if multirow:
+                for start in range(0, len(params), 500):
+                    chunk = params[start:start + 500]
+                    conn.execute(insert_events + ", ".join([row_marks] * len(chunk)),
+                                 [value for row in chunk for value in row])
+            else:
+                conn.executemany(insert_events + row_marks, params)
+            conn.executemany("INSERT INTO event_tags (event_id, tag) VALUES (?, ?)",
+                             [(first + i, t) for i, r in enumerate(rows) for t in r["tags"]])
+            conn.executemany(upsert, _hourly(rows))
+            if self.tag_counts:
+                conn.executemany(_UPSERT_TAG_COUNTS.format("?"), _tag_hourly(rows))
+            conn.execute("COMMIT")
+        return sum(len(b) for b in batches) / (time.perf_counter() - started)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class PostgresCeiling:
+    def __init__(self, url: str):
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        self.conn = psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password,
+                                    dbname=u.database)
+        self.tag_counts = _has_tag_counts(self.conn)
+        self.conn.commit()
+
+    def write(self, batches: list[list[dict]]) -> float:
+        conn = self.conn
+        upsert = _UPSERT_COUNTS.format("%s")
+        started = time.perf_counter()
+        for rows in batches:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %s)",
+                            (len(rows),))
+                ids = [r[0] for r in cur.fetchall()]
+                with cur.copy(f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN") as copy:
+                    for event_id, r in zip(ids, rows):
+                        copy.write_row((event_id, r["tenant_id"], r["integration_id"], r["connector"], r["project"],
+                                        r["title"], r["external_id"], r["ts"], r["received_at"], r["data"],
+                                        orjson.dumps(r["tags"]).decode(), r["search_text"]))
+                with cur.copy("COPY event_tags (event_id, tag) FROM STDIN") as copy:
+                    for event_id, r in zip(ids, rows):
+                        for tag in r["tags"]:
+                            copy.write_row((event_id, tag))
+                cur.executemany(upsert, _hourly(rows))
+                if self.tag_counts:
+                    cur.executemany(_UPSERT_TAG_COUNTS.format("%s"), _tag_hourly(rows))
+        return sum(len(b) for b in batches) / (time.perf_counter() - started)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _driver_singles(args) -> dict:
+    """One client of the driver-alone reference: each row in its own transaction (as a single
+    POST commits each event before answering), ids returned, tags and hourly count written."""
+    url, rows, start_at = args
+    postgres = url.startswith("postgresql")
+    if postgres:
+        ceiling = PostgresCeiling(url)
+        conn, mark = ceiling.conn, "%s"
+        conn.autocommit = True  # transactions are explicit below
+    else:
+        conn, mark = SqliteCeiling(url.removeprefix("sqlite:///")).conn, "?"
+        conn.execute("PRAGMA busy_timeout=30000")
+    insert_event = (f"INSERT INTO events ({', '.join(_EVENT_COLUMNS[1:])}) VALUES "
+                    f"({', '.join([mark] * (len(_EVENT_COLUMNS) - 1))}) RETURNING id")
+    insert_tag = f"INSERT INTO event_tags (event_id, tag) VALUES ({mark}, {mark})"
+    upsert = _UPSERT_COUNTS.format(mark)
+    upsert_tags = _UPSERT_TAG_COUNTS.format(mark)
+    tag_counts = _has_tag_counts(conn)
+    time.sleep(max(0.0, start_at - time.time()))
     started = time.perf_counter()
-    for batch in batches:
-        with db.engine.begin() as conn:
-            first = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM events")).scalar() + 1
-            conn.execute(insert(Event), batch)
-            tag_rows = [{"event_id": first + i, "tag": t} for i, row in enumerate(batch) for t in row["tags"]]
-            conn.execute(insert(EventTag), tag_rows)
-    return sum(len(b) for b in batches) / (time.perf_counter() - started)
-
-
-def bench_raw_sqlite3(path: Path, batches: list[list[dict]]) -> float:
-    """The DB-API itself: sqlite3 executemany, one transaction per 1,000 rows."""
-    import orjson
-
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    sql = ("INSERT INTO events (tenant_id, integration_id, connector, project, title, external_id, ts, "
-           "received_at, data, tags, search_text) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
-    started = time.perf_counter()
-    for batch in batches:
-        conn.execute("BEGIN")
-        cur = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events")
-        first = cur.fetchone()[0] + 1
-        conn.executemany(sql, [
-            (r["tenant_id"], r["integration_id"], r["connector"], r["project"], r["title"], r["external_id"],
-             r["ts"], r["received_at"], orjson.dumps(r["data"]).decode(), orjson.dumps(r["tags"]).decode(),
-             r["search_text"]) for r in batch])
-        conn.executemany("INSERT INTO event_tags (event_id, tag) VALUES (?, ?)",
-                         [(first + i, t) for i, r in enumerate(batch) for t in r["tags"]])
+    for r in rows:
+        conn.execute("BEGIN" if postgres else "BEGIN IMMEDIATE")
+        event_id = conn.execute(insert_event, (
+            r["tenant_id"], r["integration_id"], r["connector"], r["project"], r["title"], r["external_id"],
+            r["ts"], r["received_at"], r["data"], orjson.dumps(r["tags"]).decode(), r["search_text"])).fetchone()[0]
+        for tag in r["tags"]:
+            conn.execute(insert_tag, (event_id, tag))
+        conn.execute(upsert, _hourly([r])[0])
+        for tag_count in _tag_hourly([r]) if tag_counts else ():
+            conn.execute(upsert_tags, tag_count)
         conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
     conn.close()
-    return sum(len(b) for b in batches) / (time.perf_counter() - started)
+    return {"start": time.time() - seconds, "seconds": seconds}
+
+
+def run_driver_singles(url: str, integration_id: str, numbers: list[list[int]]) -> float:
+    """Events per second of the driver alone, one process per list of event numbers, all at once,
+    one event per transaction."""
+    clients, per_client = len(numbers), len(numbers[0])
+    jobs = [ceiling_rows(integration_id, [make_event(integration_id, n) for n in job]) for job in numbers]
+    start_at = time.time() + 1.0 + 0.1 * clients
+    if clients == 1:
+        outs = [_driver_singles((url, jobs[0], start_at))]
+    else:
+        with multiprocessing.get_context("fork").Pool(clients) as pool:
+            outs = pool.map(_driver_singles, [(url, job, start_at) for job in jobs])
+    wall = max(o["start"] + o["seconds"] for o in outs) - min(o["start"] for o in outs)
+    return clients * per_client / wall
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def count_events(url: str, integration_id: str) -> int:
+    db = Database(url, read_timeout=0, write_timeout=0)
+    try:
+        with db.read() as session:
+            return session.scalar(select(func.count()).select_from(Event).where(Event.integration_id == integration_id))
+    finally:
+        db.dispose()
+
+
+def repost_sample(api: str, integration_id: str, numbers: list[int]) -> Counter:
+    """Events already stored, posted again: each must be a 409 naming the stored id."""
+    client = Client(api)
+    outcomes: Counter = Counter()
+    for n in numbers:
+        status, body = client.call("POST", "/events", orjson.dumps(make_event(integration_id, n)))
+        ok = status == 409 and isinstance(orjson.loads(body).get("existingId"), int)
+        outcomes["409 with existingId" if ok else f"unexpected {status}"] += 1
+    status, body = client.call("POST", "/events/batch", orjson.dumps(
+        {"events": [make_event(integration_id, n) for n in numbers]}))
+    answer = orjson.loads(body)
+    outcomes["batch duplicates" if status == 200 and answer["duplicates"] == len(numbers)
+             else f"batch unexpected {status}"] += len(numbers)
+    return outcomes
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _spread(values: list[float], fmt: str = "{:,.0f}") -> str:
+    return f"{fmt.format(min(values))}–{fmt.format(max(values))}"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--single", type=int, default=2000)
-    parser.add_argument("--batches", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--postgres", action="store_true", help="use a fresh PostgreSQL database")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--postgres", action="store_true", help="use fresh PostgreSQL databases")
+    parser.add_argument("--quick", action="store_true", help="short run while developing")
+    parser.add_argument("--single", type=int, help="events posted one by one by one client (default 3000)")
+    parser.add_argument("--per-client", type=int, help=f"events per client of {CLIENTS} (default 1000)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds of batches vs ceiling (default 7)")
+    parser.add_argument("--batches", type=int, help="batches of 1,000 per round and side (default 10)")
     args = parser.parse_args()
+    single = args.single or (500 if args.quick else 3000)
+    per_client = args.per_client or (200 if args.quick else 1000)
+    rounds = args.rounds or (3 if args.quick else 7)
+    batches = args.batches or (3 if args.quick else 10)
+    kind = "PostgreSQL" if args.postgres else "SQLite"
     tmp = Path(tempfile.mkdtemp(prefix="painchain-bench-"))
-    print(f"# ingest benchmark — {machine()}, {'PostgreSQL' if args.postgres else 'SQLite'}")
+    print(f"# ingest benchmark — {machine()}, {kind}, load average {os.getloadavg()[0]:.1f} at start")
 
-    def fresh_url(name: str) -> str:
-        if not args.postgres:
-            return f"sqlite:///{tmp / name}.db"
+    databases = None
+    if args.postgres:
         from tests.support.databases import PostgresDatabases
 
-        return PostgresDatabases().create()
+        databases = PostgresDatabases()
 
-    # Rounds alternate the endpoint and the raw ceiling, so that noise from the machine (a shared
-    # VM) hits both alike; the ratio is of the medians.
-    raw_id = str(uuid.uuid4())
-    raw_db = prepare_raw_db(fresh_url("raw_sa"), raw_id)
-    if not args.postgres:
-        prepare_raw_db(fresh_url("raw_sqlite3"), raw_id).dispose()
-    batch_rates, raw_sa_rates, raw_sqlite_rates = [], [], []
-    with backend_process(tmp / "api", fresh_url("api")) as api:
-        integration_id = setup_integration(api)
-        single = bench_single(api, integration_id, args.single)
-        for round_number in range(args.rounds):
-            offset = args.single + round_number * args.batches * 1000
-            batch_rates.append(bench_batch(api, integration_id, args.batches, offset=offset))
-            rows = rows_for(raw_id, args.batches, offset=offset)
-            raw_sa_rates.append(bench_raw_sqlalchemy(raw_db, rows))
+    def fresh_url(name: str) -> str:
+        return databases.create() if databases else f"sqlite:///{tmp / name}.db"
+
+    api_url, ceiling_url = fresh_url("api"), fresh_url("ceiling")
+    pids: list[int] = []
+    statuses: Counter = Counter()
+    try:
+        with backend_process(tmp / "api", api_url, pids=pids) as api:
+            integration_id = setup_integration(api)
+            prepare_ceiling_db(ceiling_url, integration_id)
+            server_cpu = _cpu_seconds(pids[0])
+            one = run_singles(api, integration_id, 0, single, 1)
+            one["server_cpu"] = (_cpu_seconds(pids[0]) - server_cpu) / one["events"]
+            server_cpu = _cpu_seconds(pids[0])
+            many = run_singles(api, integration_id, single, per_client, CLIENTS)
+            many["server_cpu"] = (_cpu_seconds(pids[0]) - server_cpu) / many["events"]
+            statuses += one["statuses"] + many["statuses"]
+            posted = single + CLIENTS * per_client
+
+            ceiling = PostgresCeiling(ceiling_url) if args.postgres else SqliteCeiling(
+                ceiling_url.removeprefix("sqlite:///"))
+            # The same single events through the driver alone, one per transaction: what the
+            # database and disk allow for a single POST. It leaves the ceiling's tables as
+            # large as the endpoint's.
+            one_numbers = [list(range(min(single, 1000)))]
+            many_numbers = [[single + c * per_client + i for i in range(min(per_client, 250))] for c in range(CLIENTS)]
+            driver_one = run_driver_singles(ceiling_url, integration_id, one_numbers)
+            driver_many = run_driver_singles(ceiling_url, integration_id, many_numbers)
+            # ...and the rest of what the endpoint got, off the clock.
+            ceiling_fill = PostgresCeiling(ceiling_url) if args.postgres else SqliteCeiling(
+                ceiling_url.removeprefix("sqlite:///"))
+            done = {n for job in one_numbers + many_numbers for n in job}
+            rest = [n for n in range(posted) if n not in done]
+            ceiling_fill.write([ceiling_rows(integration_id, [make_event(integration_id, n) for n in rest[k:k + BATCH]])
+                                for k in range(0, len(rest), BATCH)])
+            ceiling_fill.close()
+            batch_rates, ceiling_rates, multirow_rates = [], [], []
+            # SQLite: the second ceiling (multi-row INSERTs) writes into its own copy of the schema.
+            multirow = None
             if not args.postgres:
-                raw_sqlite_rates.append(bench_raw_sqlite3(tmp / "raw_sqlite3.db", rows))
-    batch, raw_sa = statistics.median(batch_rates), statistics.median(raw_sa_rates)
-    rounds = f"median of {args.rounds} rounds of {args.batches} batches"
-    print(f"single POST /api/events      : {single:10,.0f} events/s  ({args.single} sequential requests)")
-    print(f"POST /api/events/batch (1000): {batch:10,.0f} events/s  ({rounds}: {_rates(batch_rates)})")
-    print(f"raw SQLAlchemy executemany   : {raw_sa:10,.0f} events/s  (same schema, 1000 rows/transaction: "
-          f"{_rates(raw_sa_rates)})")
-    print(f"batch / raw SQLAlchemy       : {batch / raw_sa:10.0%}   (target >= 50%)")
-    if raw_sqlite_rates:
-        raw_sqlite = statistics.median(raw_sqlite_rates)
-        print(f"raw sqlite3 executemany      : {raw_sqlite:10,.0f} events/s  (DB-API alone, same rows: "
-              f"{_rates(raw_sqlite_rates)})")
-        print(f"batch / raw sqlite3          : {batch / raw_sqlite:10.0%}")
+                multirow_path = tmp / "ceiling_multirow.db"
+                shutil.copyfile(ceiling_url.removeprefix("sqlite:///"), multirow_path)
+                multirow = SqliteCeiling(str(multirow_path))
+            sides = ["batch", "ceiling"] + (["multirow"] if multirow else [])
+            for r in range(rounds):
+                first = posted + r * batches * BATCH
+                events = [[make_event(integration_id, first + b * BATCH + i) for i in range(BATCH)]
+                          for b in range(batches)]
+                bodies = [orjson.dumps({"events": e}) for e in events]
+                rows = [ceiling_rows(integration_id, e) for e in events]
+                for side in sides[r % len(sides):] + sides[:r % len(sides)]:  # who goes first rotates
+                    if side == "batch":
+                        rate, batch_statuses = post_batches(api, bodies)
+                        batch_rates.append(rate)
+                        statuses += batch_statuses
+                    elif side == "ceiling":
+                        ceiling_rates.append(ceiling.write(rows))
+                    else:
+                        multirow_rates.append(multirow.write(rows, multirow=True))
+            ceiling.close()
+            if multirow:
+                multirow.close()
+            posted += rounds * batches * BATCH
+            stored = count_events(api_url, integration_id)
+            sample = list(range(0, posted, max(1, posted // 50)))[:50]
+            reposted = repost_sample(api, integration_id, sample)
+    finally:
+        if databases:
+            databases.drop_all()
 
+    ratios = [b / c for b, c in zip(batch_rates, ceiling_rates)]
+    batch, top = statistics.median(batch_rates), statistics.median(ceiling_rates)
+    ceiling_name = "psycopg COPY (events, tags) + counts upsert" if args.postgres else "sqlite3 executemany"
+    errors = sum(n for status, n in statuses.items() if status >= 500)
+    print(f"single POST, 1 client           : {one['rate']:8,.0f} events/s  ({single} requests; client CPU "
+          f"{one['client_cpu']:.0%} of a core; server CPU {one['server_cpu'] * 1e3:.2f} ms/event)")
+    print(f"single POST, {CLIENTS} clients          : {many['rate']:8,.0f} events/s  ({CLIENTS} x {per_client} "
+          f"requests; clients' CPU {many['client_cpu']:.0%} of a core; server CPU "
+          f"{many['server_cpu'] * 1e3:.2f} ms/event)")
+    print(f"  driver alone, 1 event/commit  : {driver_one:8,.0f} events/s  (1 client, {min(single, 1000)} events; "
+          f"endpoint / driver {one['rate'] / driver_one:.0%})")
+    print(f"  driver alone, 1 event/commit  : {driver_many:8,.0f} events/s  ({CLIENTS} clients x {min(per_client, 250)} "
+          f"events; endpoint / driver {many['rate'] / driver_many:.0%})")
+    print(f"batch endpoint (1,000 per POST) : {batch:8,.0f} events/s  median of {rounds} rounds x {batches} "
+          f"batches, spread {_spread(batch_rates)}")
+    print(f"ceiling: {ceiling_name:23s}: {top:8,.0f} events/s  median of {rounds} rounds, spread "
+          f"{_spread(ceiling_rates)}")
+    print(f"batch / ceiling                 : {batch / top:8.0%}           (ratio of medians; per round "
+          f"{_spread(ratios, '{:.0%}')}, median {statistics.median(ratios):.0%})")
+    if multirow_rates:
+        strong = statistics.median(multirow_rates)
+        strong_ratios = [b / c for b, c in zip(batch_rates, multirow_rates)]
+        print(f"ceiling: sqlite3 multi-row INSERT: {strong:8,.0f} events/s  median of {rounds} rounds, spread "
+              f"{_spread(multirow_rates)} (500 rows per statement)")
+        print(f"batch / multi-row ceiling       : {batch / strong:8.0%}           (per round "
+              f"{_spread(strong_ratios, '{:.0%}')}, median {statistics.median(strong_ratios):.0%})")
+    print("rounds (batch / ceiling" + (" / multi-row" if multirow_rates else "") + "): " + "; ".join(
+        " / ".join(f"{v:,.0f}" for v in values)
+        for values in zip(batch_rates, ceiling_rates, *([multirow_rates] if multirow_rates else []))))
+    print(f"answers                         : {dict(sorted(statuses.items()))}  ({errors} x 5xx)")
+    print(f"dedup                           : {stored:,} stored of {posted:,} distinct posted "
+          f"({'exact' if stored == posted else 'MISMATCH'}); re-posted {len(sample)}: {dict(reposted)}")
 
-def _rates(rates: list[float]) -> str:
-    return ", ".join(f"{rate:,.0f}" for rate in rates)
 
 if __name__ == "__main__":
     main()
