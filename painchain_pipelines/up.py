@@ -63,6 +63,22 @@ def wait_for_health(api_url: str, child: Child, timeout: float = 120.0) -> None:
     raise RuntimeError(f"the backend did not answer on {api_url}/health within {timeout:.0f} s")
 
 
+def upgrade_database(env: dict[str, str], stopping) -> bool:
+    """`painchain db upgrade` as a child (Ctrl-C stops it; the migration's transaction is then
+    rolled back and runs again at the next start). False when it failed or was stopped."""
+    migration = Child("database upgrade", [sys.executable, "-m", "painchain_pipelines", "db", "upgrade"], env)
+    while migration.alive():
+        if stopping():
+            migration.stop()
+            log.info("stopped during the database upgrade; it runs again at the next start")
+            return False
+        time.sleep(0.2)
+    if migration.process.returncode != 0:
+        log.error("the database upgrade failed (status %s): see its output above", migration.process.returncode)
+        return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -150,6 +166,10 @@ def run(host: str, port: int, dagster_port: int) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGHUP, request_stop)  # the terminal closed: stop the children too
 
+    # Migrations first, with no deadline: on millions of events, building a new index takes
+    # minutes, and the backend answers /health only once its schema is current.
+    if not upgrade_database(env, lambda: stopping):
+        return 1
     backend = Child("backend", [sys.executable, "-m", "painchain_pipelines", "backend",
                                 "--host", host, "--port", str(port)], env)
     children = [backend]

@@ -41,6 +41,10 @@ def upgrade(db: Database, revision: str = "head") -> str | None:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
         before = MigrationContext.configure(conn).get_current_revision()
+        if before is not None and before != head_revision():
+            log.info("migrating the database schema %s -> %s (%s): on millions of events a new index "
+                     "takes minutes (see 'Upgrading a large database' in docs/operations.md)",
+                     before, head_revision() if revision == "head" else revision, db.safe_url)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
         after = MigrationContext.configure(conn).get_current_revision()
