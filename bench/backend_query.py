@@ -3,7 +3,7 @@ deep cursor pages, free-text search (rare and common terms) and 30-day histogram
 with connector / project / tag filters, measured over HTTP against the running backend.
 
     python -m bench.backend_query [--events 10000000] [--repeat 50] [--postgres] [--page-all]
-                                  [--via-api]
+                                  [--via-api] [--keep FILE|DATABASE [--load-only]]
 
 Events are spread over the last 365 days, 3 connectors, 30 integrations, 300 projects. By
 default they are bulk-loaded straight into the migrated schema (rows identical to what the API
@@ -288,6 +288,7 @@ def main() -> None:
     parser.add_argument("--via-api", action="store_true", help="load through POST /api/events/batch")
     parser.add_argument("--page-all", action="store_true", help="then walk the whole timeline")
     parser.add_argument("--keep", help="reuse, or load and keep, this SQLite file (PostgreSQL: database name)")
+    parser.add_argument("--load-only", action="store_true", help="load (with --keep), then stop: query later")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="painchain-query-"))
     databases = None
@@ -320,6 +321,9 @@ def main() -> None:
         load_direct(db, args.events)
     elif not reuse:
         register(db)
+    if args.load_only:
+        db.dispose()
+        return
     with backend_process(tmp / "data", url, pids=pids) as api:
         if args.via_api and not reuse:
             load_via_api(db, api, pids[0], args.events)

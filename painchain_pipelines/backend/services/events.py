@@ -347,6 +347,7 @@ def event_to_dict(row) -> dict[str, Any]:
 # A term both rare lately and frequent in the past (more than TEXT_CANDIDATES events) is left to
 # the ordered scan over the whole range, exact but slower.
 TEXT_SCAN_ROWS = 2_000
+WINDOW_CHUNK = 250  # rows fetched at a time from that scan (PostgreSQL: a server-side cursor)
 # As many matches among those and the term is frequent enough for the ordered scan to fill a page
 # within some 20,000 events: the index is not asked.
 TEXT_FREQUENT_HITS = 5
@@ -418,19 +419,22 @@ def _newest_by_scan(session, filters: EventFilter, position, count: int) -> tupl
     """The newest matches (up to `count`) among the next TEXT_SCAN_ROWS events the other filters
     let through, and whether they are the answer (the page is full, or no event is left)."""
     others = replace(filters, text=None)
-    window = _after(others, select(Event.id, Event.ts, Event.search_text).where(*others.conditions()), position)
-    window = window.order_by(others.ts.desc(), others.order_id.desc()).limit(TEXT_SCAN_ROWS).subquery()
-    hits = (select(window.c.id).where(window.c.search_text.contains(filters.text.lower(), autoescape=True))
-            .order_by(window.c.ts.desc(), window.c.id.desc()).limit(count).subquery())
-    # Only the hits' other columns are read (the window reads ids, times and texts).
-    stmt = select(*EVENT_COLUMNS).join(hits, hits.c.id == Event.id).order_by((Event.ts + 0).desc(), (Event.id + 0).desc())
-    rows = session.execute(stmt).all()
-    if len(rows) == count or len(rows) >= TEXT_FREQUENT_HITS:
-        return rows, len(rows) == count
-    scanned = session.scalar(select(func.count()).select_from(
-        _after(others, select(Event.id).where(*others.conditions()), position)
-        .order_by(others.ts.desc(), others.order_id.desc()).limit(TEXT_SCAN_ROWS).subquery()))
-    return rows, scanned < TEXT_SCAN_ROWS
+    # One pass over the window, read as it goes: each event's id and whether its text matches;
+    # a frequent term stops it early, a rare one reads it whole once (and learns if it was all).
+    hit = Event.search_text.contains(filters.text.lower(), autoescape=True).label("hit")
+    window = _after(others, select(Event.id, hit).where(*others.conditions()), position)
+    window = window.order_by(others.ts.desc(), others.order_id.desc()).limit(TEXT_SCAN_ROWS)
+    ids, scanned = [], 0
+    with session.execute(window.execution_options(yield_per=WINDOW_CHUNK)) as marks:
+        for mark in marks:
+            scanned += 1
+            if mark.hit:
+                ids.append(mark.id)
+                if len(ids) == count:
+                    break
+    rows = session.execute(select(*EVENT_COLUMNS).where(Event.id.in_(ids))
+                           .order_by((Event.ts + 0).desc(), (Event.id + 0).desc())).all() if ids else []
+    return rows, len(rows) == count or scanned < TEXT_SCAN_ROWS
 
 
 def list_events(
