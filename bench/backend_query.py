@@ -321,12 +321,15 @@ def main() -> None:
         load_direct(db, args.events)
     elif not reuse:
         register(db)
-    if args.load_only:
+    if args.load_only and not args.via_api:
         db.dispose()
         return
     with backend_process(tmp / "data", url, pids=pids) as api:
         if args.via_api and not reuse:
             load_via_api(db, api, pids[0], args.events)
+        if args.load_only:
+            db.dispose()
+            return
         session = requests.Session()
         print(f"backend RSS before the queries: {rss_mib(pids[0]):.0f} MiB")
         for label, path, params in cases(db, args.events):

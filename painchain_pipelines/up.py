@@ -169,7 +169,7 @@ def run(host: str, port: int, dagster_port: int) -> int:
     # Migrations first, with no deadline: on millions of events, building a new index takes
     # minutes, and the backend answers /health only once its schema is current.
     if not upgrade_database(env, lambda: stopping):
-        return 1
+        return 0 if stopping else 1
     backend = Child("backend", [sys.executable, "-m", "painchain_pipelines", "backend",
                                 "--host", host, "--port", str(port)], env)
     children = [backend]
