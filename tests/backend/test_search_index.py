@@ -80,6 +80,8 @@ def test_every_path_answers_what_reading_every_event_answers(kind, make_backend,
         bodies[123]["data"]["sha"][5:17]: "a SHA substring: one event, from the index",
         "#12": "#12, #120-#129: a handful, from the index",
         "step 1": "step 1, 10-19, 100-199: more than the candidate cap, scanned throughout",
+        "step 123": "a word in every event and a rare one: the rare one from the index, the term checked",
+        "deploy #3": "two frequent words, a rare pair",
         "ünïcode-ß": "non-ASCII",
         "50%_off": "LIKE's wildcards taken literally",
         "a*b?[c]": "GLOB's wildcards taken literally",
@@ -100,6 +102,27 @@ def test_every_path_answers_what_reading_every_event_answers(kind, make_backend,
     expected = [x for x in _expected(bodies, "#12")
                 if "2026-01-05" <= next(b["timestamp"] for b in bodies if b["externalId"] == x) < "2026-01-20"]
     assert expected and _all_pages(api, ranged, limit=2) == expected
+
+
+@pytest.mark.parametrize("kind", DATABASE_KINDS)
+def test_postgresql_looks_up_only_the_rare_words_of_a_term(kind, make_backend, small_scan_window):
+    """pg_trgm reads the posting lists of every trigram of a pattern: a word in nearly every event
+    would make it read most of the index, so only the rare words go to the index."""
+    server = make_backend(kind, api_token=None, secret_key=None)
+    api = server.client()
+    integration = create_integration(api, register_type(api))
+    bodies = [event_body(integration, n, title=f"deploy to production {n}") for n in range(150)]
+    assert api.post("/events/batch", json={"events": bodies}).status_code == 200
+    with server.app_db().read() as session:
+        # with the characters around them in the term: pg_trgm indexes where a word starts and ends
+        assert service._index_words(session, "production 123") == [" 123"]
+        assert service._index_words(session, "production  ab 77 123") == [" 123"]  # short words: not indexed
+        assert service._index_words(session, "deploy to production") == ["deploy to production"]  # none rare
+        assert service._index_words(session, "123 456") == ["123 456"]  # none frequent
+        assert service._index_words(session, "production") == ["production"]
+        if kind != "sqlite":
+            assert len(service.text_candidates(session, "production 123")) == 1
+            assert service.text_candidates(session, "production 1234") == []
 
 
 @pytest.mark.parametrize("kind", DATABASE_KINDS)

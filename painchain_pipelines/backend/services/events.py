@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, exists, func, literal, select, text, tuple_, union_all
+from sqlalchemy import BigInteger, any_, bindparam, exists, func, literal, select, text, tuple_, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from painchain_pipelines.backend.database import Database
@@ -386,13 +387,37 @@ def text_candidates(session, term: str, limit: int = TEXT_CANDIDATES) -> list[in
     else:
         # Only a bitmap scan of the GIN index: a sequential scan for a rare term reads every row.
         # (An error aborts the transaction, and these settings with it.)
+        words = _index_words(session, term)
         session.execute(text("SET LOCAL enable_seqscan = off"))
         session.execute(text("SET LOCAL enable_indexscan = off"))
-        stmt = select(Event.id).where(Event.search_text.contains(term, autoescape=True)).limit(limit + 1)
-        ids = session.scalars(stmt).all()
+        stmt = select(Event.id).where(*(Event.search_text.contains(word, autoescape=True) for word in words))
+        if words != [term]:  # the whole term checked on the rare words' candidates, not through the index
+            stmt = stmt.where((Event.search_text + "").contains(term, autoescape=True))
+        ids = session.scalars(stmt.limit(limit + 1)).all()
         session.execute(text("SET LOCAL enable_seqscan = on"))
         session.execute(text("SET LOCAL enable_indexscan = on"))
     return None if len(ids) > limit else list(ids)
+
+
+def _index_words(session, term: str) -> list[str]:
+    """What to look up in PostgreSQL's trigram index for `term`: its rare words when some of its
+    words are frequent (fewer than TEXT_FREQUENT_HITS among the newest TEXT_SCAN_ROWS events),
+    else the term itself. pg_trgm intersects the posting lists of every trigram of the pattern, so
+    a word in nearly every event (`change` of `change 4242`) makes it read most of the index; the
+    rare words name every event holding the term, which is then checked on those. Each word keeps
+    the characters around it in the term: pg_trgm indexes a word's start and end (` 4242` is not
+    inside a SHA, `deploy ` is not in `deployment`)."""
+    words = list(dict.fromkeys(
+        term[max(0, m.start() - 1):m.end() + 1] for m in re.finditer(r"\S+", term) if m.end() - m.start() >= TRIGRAM))
+    if len(words) < 2:
+        return [term]
+    recent = (select(Event.search_text.label("search_text")).order_by(Event.ts.desc(), Event.id.desc())
+              .limit(TEXT_SCAN_ROWS).subquery())
+    hits = session.execute(select(*(
+        func.count().filter(recent.c.search_text.contains(word, autoescape=True)) for word in words
+    ))).one()
+    rare = [word for word, count in zip(words, hits) if count < TEXT_FREQUENT_HITS]
+    return rare if 0 < len(rare) < len(words) else [term]
 
 
 def _after(filters: EventFilter, stmt, position: tuple[int, int] | None):
@@ -402,13 +427,18 @@ def _after(filters: EventFilter, stmt, position: tuple[int, int] | None):
     return stmt.where(tuple_(filters.ts, filters.order_id) < tuple_(literal(ts), literal(event_id)))
 
 
-def _matching(filters: EventFilter, ids: list[int] | None) -> list:
+def _matching(session, filters: EventFilter, ids: list[int] | None) -> list:
     """The filters' conditions, among `ids` (the text candidates) if given."""
-    return filters.conditions() if ids is None else [Event.id.in_(ids), *filters.conditions()]
+    if ids is None:
+        return filters.conditions()
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter: an IN list of a few thousand took longer to bind than to run.
+        return [Event.id == any_(bindparam("candidate_ids", ids, type_=ARRAY(BigInteger))), *filters.conditions()]
+    return [Event.id.in_(ids), *filters.conditions()]
 
 
 def _newest(session, filters: EventFilter, position, count: int, ids: list[int] | None = None) -> list:
-    stmt = _after(filters, select(*EVENT_COLUMNS).where(*_matching(filters, ids)), position)
+    stmt = _after(filters, select(*EVENT_COLUMNS).where(*_matching(session, filters, ids)), position)
     if ids is not None:
         # Fetch the candidates by id and sort them: no walk of a timeline index in order.
         return session.execute(stmt.order_by((Event.ts + 0).desc(), (Event.id + 0).desc()).limit(count)).all()
@@ -541,7 +571,7 @@ def _add(counted: dict[tuple[int, str], int], rows) -> None:
 
 def _count_events(session, filters: EventFilter, bucket_ms: int, counted, ids: list[int] | None = None) -> None:
     bucket = (Event.ts // literal(bucket_ms, BigInteger)).label("bucket")
-    stmt = select(bucket, Event.connector, func.count().label("n")).where(*_matching(filters, ids))
+    stmt = select(bucket, Event.connector, func.count().label("n")).where(*_matching(session, filters, ids))
     _add(counted, session.execute(stmt.group_by(bucket, Event.connector)))
 
 
