@@ -40,7 +40,7 @@ import orjson
 from sqlalchemy import func, insert, select
 
 from bench._support import backend_process, machine
-from painchain_pipelines.backend.database import Database
+from painchain_pipelines.backend.database import SQLITE_WAL_CHECKPOINT_PAGES, Database
 from painchain_pipelines.backend.migrate import upgrade
 from painchain_pipelines.backend.models import ConnectorType, Event, Integration
 from painchain_pipelines.backend.services.events import HOUR_MS, build_search_text, merge_tags
@@ -217,7 +217,9 @@ class SqliteCeiling:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA cache_size=-65536")  # as the backend's connections (database.py)
+        # as the backend's connections (database.py)
+        self.conn.execute("PRAGMA cache_size=-65536")
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_CHECKPOINT_PAGES}")
         self.tag_counts = _has_tag_counts(self.conn)
 
     def write(self, batches: list[list[dict]], multirow: bool = False) -> float:
