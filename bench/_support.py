@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import requests
@@ -19,6 +19,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def scratch_databases(postgres: bool, directory: Path) -> Iterator[Callable[[str], str]]:
+    """fresh(name) -> the URL of a new, empty database: on PostgreSQL one of its own (all dropped
+    at the end, whatever happened), else the SQLite file `directory/<name>.db`."""
+    databases = None
+    if postgres:
+        from tests.support.databases import PostgresDatabases
+
+        databases = PostgresDatabases()
+    try:
+        yield lambda name: databases.create() if databases else f"sqlite:///{directory / name}.db"
+    finally:
+        if databases:
+            databases.drop_all()
 
 
 @contextlib.contextmanager

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import orjson
 from sqlalchemy import func, insert, select
 
-from bench._support import backend_process, machine
+from bench._support import backend_process, machine, scratch_databases
 from painchain_pipelines.backend.database import SQLITE_WAL_CHECKPOINT_PAGES, Database
 from painchain_pipelines.backend.migrate import upgrade
 from painchain_pipelines.backend.models import ConnectorType, Event, Integration
@@ -401,19 +401,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="painchain-bench-"))
     print(f"# ingest benchmark — {machine()}, {kind}, load average {os.getloadavg()[0]:.1f} at start")
 
-    databases = None
-    if args.postgres:
-        from tests.support.databases import PostgresDatabases
-
-        databases = PostgresDatabases()
-
-    def fresh_url(name: str) -> str:
-        return databases.create() if databases else f"sqlite:///{tmp / name}.db"
-
-    api_url, ceiling_url = fresh_url("api"), fresh_url("ceiling")
     pids: list[int] = []
     statuses: Counter = Counter()
-    try:
+    with scratch_databases(args.postgres, tmp) as fresh:
+        api_url, ceiling_url = fresh("api"), fresh("ceiling")
         with backend_process(tmp / "api", api_url, pids=pids) as api:
             integration_id = setup_integration(api)
             prepare_ceiling_db(ceiling_url, integration_id)
@@ -473,9 +464,6 @@ def main() -> None:
             stored = count_events(api_url, integration_id)
             sample = list(range(0, posted, max(1, posted // 50)))[:50]
             reposted = repost_sample(api, integration_id, sample)
-    finally:
-        if databases:
-            databases.drop_all()
 
     ratios = [b / c for b, c in zip(batch_rates, ceiling_rates)]
     batch, top = statistics.median(batch_rates), statistics.median(ceiling_rates)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from alembic import command
 
-from bench._support import machine
+from bench._support import machine, scratch_databases
 from bench.backend_query import load_direct
 from painchain_pipelines.backend.database import Database
 from painchain_pipelines.backend.migrate import alembic_config, upgrade
@@ -37,31 +37,22 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args()
-    databases = None
-    if args.postgres:
-        from tests.support.databases import PostgresDatabases
-
-        databases = PostgresDatabases()
-        url = databases.create()
-    else:
-        url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='painchain-migration-')) / 'painchain.db'}"
-    print(f"# migration benchmark — {machine()}, {'PostgreSQL' if args.postgres else 'SQLite'}, "
-          f"{args.events:,} events")
-    db = Database(url, read_timeout=0, write_timeout=0)
-    try:
-        upgrade(db)
-        load_direct(db, args.events)
-        downgrade(db, "0004")
-        for revision, what in INDEXING_MIGRATIONS:
-            began = time.perf_counter()
-            upgrade(db, revision)
-            seconds = time.perf_counter() - began
-            print(f"{revision} ({what}): {seconds:7.1f} s = {seconds / args.events * 1e6:6.1f} µs per event "
-                  f"-> {seconds / args.events * 1e7 / 60:5.1f} min per 10 million events", flush=True)
-    finally:
-        db.dispose()
-        if databases:
-            databases.drop_all()
+    with scratch_databases(args.postgres, Path(tempfile.mkdtemp(prefix="painchain-migration-"))) as fresh:
+        print(f"# migration benchmark — {machine()}, {'PostgreSQL' if args.postgres else 'SQLite'}, "
+              f"{args.events:,} events")
+        db = Database(fresh("painchain"), read_timeout=0, write_timeout=0)
+        try:
+            upgrade(db)
+            load_direct(db, args.events)
+            downgrade(db, "0004")
+            for revision, what in INDEXING_MIGRATIONS:
+                began = time.perf_counter()
+                upgrade(db, revision)
+                seconds = time.perf_counter() - began
+                print(f"{revision} ({what}): {seconds:7.1f} s = {seconds / args.events * 1e6:6.1f} µs per event "
+                      f"-> {seconds / args.events * 1e7 / 60:5.1f} min per 10 million events", flush=True)
+        finally:
+            db.dispose()
 
 
 if __name__ == "__main__":

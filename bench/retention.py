@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 from sqlalchemy import text
 
-from bench._support import backend_process, machine, percentile
+from bench._support import backend_process, machine, percentile, scratch_databases
 from bench.backend_query import load_direct
 from painchain_pipelines.backend.database import Database
 from painchain_pipelines.backend.migrate import upgrade
@@ -80,13 +80,11 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="painchain-retention-"))
-    if args.postgres:
-        from tests.support.databases import PostgresDatabases
+    with scratch_databases(args.postgres, tmp) as fresh:
+        measure(args, tmp, fresh("painchain"))
 
-        databases = PostgresDatabases()
-        url = databases.create()
-    else:
-        url = f"sqlite:///{tmp / 'painchain.db'}"
+
+def measure(args: argparse.Namespace, tmp: Path, url: str) -> None:
     print(f"# retention benchmark — {machine()}, {'PostgreSQL' if args.postgres else 'SQLite'}, "
           f"{args.events:,} events over 365 days, keeping {args.days} days")
     db = Database(url, read_timeout=0, write_timeout=0)
@@ -124,8 +122,6 @@ def main() -> None:
     print(latency_line("single POST during the prune", poster.latencies["during"]))
     print(f"hourly counts (and per tag) equal a recount of the events: {rollups_are_exact(db)}")
     db.dispose()
-    if args.postgres:
-        databases.drop_all()
 
 
 if __name__ == "__main__":
