@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,11 @@ class SettingsError(ValueError):
     """An environment variable holds a value the backend cannot use (the message names it)."""
 
 
+# PostgreSQL takes a statement_timeout of at most 2^31 - 1 milliseconds: a larger budget would
+# fail every write.
+MAX_SECONDS = 2_147_483
+
+
 def _seconds(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
@@ -22,9 +28,10 @@ def _seconds(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise SettingsError(f"environment variable {name}={raw!r} is not a number of seconds") from None
-    if value < 0:
-        raise SettingsError(f"environment variable {name} must be >= 0 (0 means no limit)")
+        value = math.nan
+    if not 0 <= value <= MAX_SECONDS:  # NaN included
+        raise SettingsError(f"environment variable {name}={raw!r} must be a number of seconds from 0 to "
+                            f"{MAX_SECONDS:,} (about 24 days)")
     return value
 
 

@@ -4,9 +4,14 @@ database and answered with a 503 that says how to narrow it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from sqlalchemy import create_engine, text
 
+from painchain_pipelines.backend.config import BackendSettings, SettingsError
 from tests.conftest import DATABASE_KINDS, create_integration, event_body, register_type
 
 
@@ -126,3 +131,38 @@ def test_a_query_past_its_time_budget_is_stopped_and_answered_503(kind, make_bac
     more = [event_body(integ, n, externalId=f"after-{n}") for n in range(200)]
     assert api.post("/events/batch", json={"events": more}).json()["created"] == 200
     assert api.get("/events", params={"q": "zq"}).status_code == 503
+
+
+@pytest.mark.parametrize("name", ["PAINCHAIN_QUERY_TIMEOUT_SECONDS", "PAINCHAIN_WRITE_TIMEOUT_SECONDS"])
+@pytest.mark.parametrize("raw", ["-1", "abc", "inf", "nan", "-inf", "1e9", "2147484"])
+def test_a_time_budget_the_database_cannot_take_is_a_clear_error(monkeypatch, name, raw):
+    # inf used to pass and fail every request (500), 1e9 failed every write on PostgreSQL.
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(SettingsError, match=f"{name}='{raw}' must be a number of seconds from 0 to 2,147,483"):
+        BackendSettings.from_env()
+
+
+def test_time_budgets_at_their_bounds_are_accepted(monkeypatch):
+    monkeypatch.setenv("PAINCHAIN_QUERY_TIMEOUT_SECONDS", "0")
+    monkeypatch.setenv("PAINCHAIN_WRITE_TIMEOUT_SECONDS", "2147483")
+    settings = BackendSettings.from_env()
+    assert (settings.query_timeout, settings.write_timeout) == (0, 2_147_483)
+
+
+@pytest.mark.postgres
+def test_the_largest_write_budget_works_on_postgresql(make_backend):
+    server = make_backend("postgresql", api_token=None, secret_key=None, write_timeout=2_147_483)
+    api = server.client()
+    integ = create_integration(api, register_type(api))
+    assert api.post("/events", json=event_body(integ, 1)).status_code == 201
+    assert api.post("/events/batch", json={"events": [event_body(integ, 2)]}).json()["created"] == 1
+
+
+def test_the_backend_refuses_to_start_with_a_bad_time_budget(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PAINCHAIN_")}
+    environment.update(PAINCHAIN_WRITE_TIMEOUT_SECONDS="inf", PAINCHAIN_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+    out = subprocess.run([sys.executable, "-m", "painchain_pipelines", "backend", "--port", "1"], env=environment,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "painchain: error: environment variable PAINCHAIN_WRITE_TIMEOUT_SECONDS='inf' must be a number" in out.stderr
+    assert "Traceback" not in out.stderr
