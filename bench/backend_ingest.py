@@ -4,8 +4,11 @@ endpoint against a raw driver ceiling measured in the same run.
     python -m bench.backend_ingest [--postgres] [--quick] [--rounds 7] [--batches 10]
 
 The backend runs as its own process (`painchain backend`), as users run it, on a fresh database
-(a SQLite file, or with --postgres a new PostgreSQL database). Clients are cheap: http.client
-with keep-alive, one process per client; their CPU is printed, to show they are not the limit.
+(a SQLite file, or with --postgres a new PostgreSQL database). Clients keep their connection
+alive, one process per client, and the single POSTs are run twice: with http.client, and with
+a bare socket client (SocketClient) that costs about a quarter of its CPU. On this 2-core machine
+the clients share the cores with the backend and the database, so the second is closer to
+clients on other machines. Their CPU per request is printed.
 
 The ceiling writes the same rows (same events, same ids, tags and hourly counts) into a second
 database of the same migrated schema (so every index and trigger the migrations create), 1,000
@@ -27,6 +30,7 @@ import http.client
 import multiprocessing
 import os
 import shutil
+import socket
 import sqlite3
 import statistics
 import tempfile
@@ -88,6 +92,49 @@ class Client:
         return response.status, response.read()
 
 
+class SocketClient:
+    """One keep-alive connection on a bare socket: each request written whole, each answer read
+    by its Content-Length (every answer of the backend has one). About a quarter of
+    http.client's CPU per request, which here shares the 2 cores with the backend and the
+    database: how a client on another machine would load them."""
+
+    def __init__(self, api: str):
+        parts = urlsplit(api)
+        self.prefix = parts.path
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=120)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.host = f"{parts.hostname}:{parts.port}".encode()
+        self.buffer = b""
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        head = b"%s %s%s HTTP/1.1\r\nHost: %s\r\n" % (method.encode(), self.prefix.encode(), path.encode(), self.host)
+        if body is not None:
+            head += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        self.sock.sendall(head + b"\r\n" + (body or b""))
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self._receive()
+        header = self.buffer[:end].lower()
+        at = header.find(b"\r\ncontent-length:")
+        if not header.startswith(b"http/1.1 ") or at < 0:
+            raise RuntimeError(f"unexpected answer: {self.buffer[:end]!r}")
+        line_end = header.find(b"\r\n", at + 2)
+        length = int(header[at + 17:line_end if line_end > 0 else len(header)])
+        while len(self.buffer) < end + 4 + length:
+            self._receive()
+        answer = self.buffer[end + 4:end + 4 + length]
+        self.buffer = self.buffer[end + 4 + length:]
+        return int(header[9:12]), answer
+
+    def _receive(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the backend closed the connection")
+        self.buffer += chunk
+
+
+CLIENT_KINDS = {"http.client": Client, "socket": SocketClient}
+
+
 def setup_integration(api: str) -> str:
     client = Client(api)
     status, _ = client.call("POST", "/integrations/types/register", orjson.dumps(
@@ -99,8 +146,8 @@ def setup_integration(api: str) -> str:
     return orjson.loads(body)["id"]
 
 
-def _post_singles(api: str, bodies: list[bytes], start_at: float | None = None) -> dict:
-    client = Client(api)
+def _post_singles(api: str, bodies: list[bytes], start_at: float | None = None, client_kind: str = "http.client") -> dict:
+    client = CLIENT_KINDS[client_kind](api)
     client.call("GET", "/health")  # connect before the clock starts
     if start_at is not None:
         time.sleep(max(0.0, start_at - time.time()))
@@ -117,17 +164,18 @@ def _worker(args) -> dict:
     return _post_singles(*args)
 
 
-def run_singles(api: str, integration_id: str, first: int, per_client: int, clients: int) -> dict:
+def run_singles(api: str, integration_id: str, first: int, per_client: int, clients: int,
+                client_kind: str = "http.client") -> dict:
     """`clients` processes post `per_client` events each, all starting together."""
     jobs = [[orjson.dumps(make_event(integration_id, first + c * per_client + i)) for i in range(per_client)]
             for c in range(clients)]
     if clients == 1:
-        out = _post_singles(api, jobs[0])
+        out = _post_singles(api, jobs[0], None, client_kind)
         return {"rate": per_client / out["seconds"], "statuses": out["statuses"],
                 "client_cpu": out["cpu"] / out["seconds"], "events": per_client}
     start_at = time.time() + 1.0 + 0.1 * clients
     with multiprocessing.get_context("fork").Pool(clients) as pool:
-        outs = pool.map(_worker, [(api, job, start_at) for job in jobs])
+        outs = pool.map(_worker, [(api, job, start_at, client_kind) for job in jobs])
     first_start = min(o["start"] for o in outs)
     last_end = max(o["start"] + o["seconds"] for o in outs)
     wall = last_end - first_start
@@ -408,14 +456,17 @@ def main() -> None:
         with backend_process(tmp / "api", api_url, pids=pids) as api:
             integration_id = setup_integration(api)
             prepare_ceiling_db(ceiling_url, integration_id)
-            server_cpu = _cpu_seconds(pids[0])
-            one = run_singles(api, integration_id, 0, single, 1)
-            one["server_cpu"] = (_cpu_seconds(pids[0]) - server_cpu) / one["events"]
-            server_cpu = _cpu_seconds(pids[0])
-            many = run_singles(api, integration_id, single, per_client, CLIENTS)
-            many["server_cpu"] = (_cpu_seconds(pids[0]) - server_cpu) / many["events"]
-            statuses += one["statuses"] + many["statuses"]
-            posted = single + CLIENTS * per_client
+            singles = {}  # (client kind, clients) -> run
+            posted = 0
+            for client_kind in CLIENT_KINDS:
+                for clients, per in ((1, single), (CLIENTS, per_client)):
+                    server_cpu = _cpu_seconds(pids[0])
+                    run = run_singles(api, integration_id, posted, per, clients, client_kind)
+                    run["server_cpu"] = (_cpu_seconds(pids[0]) - server_cpu) / run["events"]
+                    singles[client_kind, clients] = run
+                    statuses += run["statuses"]
+                    posted += run["events"]
+            one, many = singles["http.client", 1], singles["http.client", CLIENTS]
 
             ceiling = PostgresCeiling(ceiling_url) if args.postgres else SqliteCeiling(
                 ceiling_url.removeprefix("sqlite:///"))
@@ -469,11 +520,11 @@ def main() -> None:
     batch, top = statistics.median(batch_rates), statistics.median(ceiling_rates)
     ceiling_name = "psycopg COPY (events, tags) + counts upsert" if args.postgres else "sqlite3 executemany"
     errors = sum(n for status, n in statuses.items() if status >= 500)
-    print(f"single POST, 1 client           : {one['rate']:8,.0f} events/s  ({single} requests; client CPU "
-          f"{one['client_cpu']:.0%} of a core; server CPU {one['server_cpu'] * 1e3:.2f} ms/event)")
-    print(f"single POST, {CLIENTS} clients          : {many['rate']:8,.0f} events/s  ({CLIENTS} x {per_client} "
-          f"requests; clients' CPU {many['client_cpu']:.0%} of a core; server CPU "
-          f"{many['server_cpu'] * 1e3:.2f} ms/event)")
+    for (client_kind, clients), run in singles.items():
+        label = f"single POST, {clients} {'client ' if clients == 1 else 'clients'} ({client_kind})"
+        print(f"{label:32s}: {run['rate']:8,.0f} events/s  ({clients} x {run['events'] // clients} requests; "
+              f"clients' CPU {run['client_cpu']:.0%} of a core, {run['client_cpu'] / run['rate'] * 1e3:.3f} "
+              f"ms/request; server CPU {run['server_cpu'] * 1e3:.2f} ms/event)")
     print(f"  driver alone, 1 event/commit  : {driver_one:8,.0f} events/s  (1 client, {min(single, 1000)} events; "
           f"endpoint / driver {one['rate'] / driver_one:.0%})")
     print(f"  driver alone, 1 event/commit  : {driver_many:8,.0f} events/s  ({CLIENTS} clients x {min(per_client, 250)} "

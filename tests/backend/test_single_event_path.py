@@ -6,7 +6,9 @@ import threading
 import uuid
 from collections import Counter
 
+import pytest
 import requests
+from sqlalchemy import create_engine, text
 
 from tests.conftest import create_integration, event_body, register_type
 
@@ -104,3 +106,64 @@ def test_bodies_left_to_the_route_are_answered_as_before(api, integration):
     assert nul.status_code == 422 and nul.json()["detail"][0]["loc"][:2] == ["body", "data"]
     missing = api.post("/events", json={k: v for k, v in event_body(integration, 5).items() if k != "title"})
     assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "title"]
+
+
+@pytest.mark.postgres
+def test_postgresql_writer_connection_keeps_the_write_budget_and_survives_being_killed(make_backend):
+    # The writer's held connection runs in autocommit with the write budget set for its session
+    # (Database.held_write_connection). No read budget here: if the writer's statements ran
+    # without the write budget, the blocked post below would wait until the client gave up.
+    server = make_backend("postgresql", api_token=None, secret_key=None, query_timeout=0, write_timeout=0.5)
+    api = server.client()
+    integ = create_integration(api, register_type(api))
+    assert api.post("/events", json=event_body(integ, 1, externalId="before")).status_code == 201
+
+    engine = create_engine(server.app_db().url)
+    try:
+        with engine.connect() as blocker:
+            blocker.execute(text("LOCK TABLE events IN EXCLUSIVE MODE"))
+            blocked = api.post("/events", json=event_body(integ, 2, externalId="blocked"))
+            assert blocked.status_code == 503, blocked.text
+            assert "0.5 s" in blocked.json()["detail"]
+            blocker.rollback()
+        assert api.post("/events", json=event_body(integ, 3, externalId="after-lock")).status_code == 201
+
+        # Every connection of the backend killed (a restarted or failed-over server): the next
+        # posts are stored all the same, through a new writer connection.
+        with engine.connect() as admin:
+            killed = admin.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+        assert killed >= 1
+        answers = [api.post("/events", json=event_body(integ, n, externalId=f"after-kill-{n}")).status_code
+                   for n in range(4, 8)]
+        assert answers == [201] * 4
+    finally:
+        engine.dispose()
+    stored = api.get("/events", params={"integrationId": integ["id"], "limit": 50}).json()["events"]
+    assert sorted(e["externalId"] for e in stored) == sorted(
+        ["before", "after-lock"] + [f"after-kill-{n}" for n in range(4, 8)])
+
+
+@pytest.mark.postgres
+def test_postgresql_held_write_connection_is_not_given_back_to_the_pool(make_database_url):
+    from painchain_pipelines.backend.database import Database
+
+    db = Database(make_database_url("postgresql"), read_timeout=5, write_timeout=0.25)
+    try:
+        held = db.held_write_connection()
+        assert held.dbapi_connection.autocommit
+        assert held.dbapi_connection.execute("SHOW statement_timeout").fetchone()[0] == "250ms"
+        held_pid = held.dbapi_connection.info.backend_pid
+        db.release_held_write_connection(held)
+        for _ in range(3):  # whatever the pool hands out next is a plain connection again
+            pooled = db.engine.raw_connection()
+            try:
+                assert pooled.dbapi_connection.info.backend_pid != held_pid
+                assert not pooled.dbapi_connection.autocommit
+                assert pooled.dbapi_connection.execute("SHOW statement_timeout").fetchone()[0] == "5s"
+            finally:
+                pooled.dbapi_connection.rollback()
+                pooled.close()
+    finally:
+        db.dispose()
