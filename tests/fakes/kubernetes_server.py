@@ -635,7 +635,8 @@ class FakeKubernetes:
         except Exception as e:  # noqa: BLE001 - a bug in the fake answers 500, visibly
             resp = self._json(500, status_body(500, f"fake kube-apiserver error: {e!r}", "InternalError"))
         finally:
-            rec.duration = time.monotonic() - t0
+            if not rec.duration:  # a watch records its own (the life of its stream)
+                rec.duration = time.monotonic() - t0
         rec.status = resp.status
         try:
             h.send_resp(resp, method)
@@ -895,6 +896,15 @@ class FakeKubernetes:
             wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
             wfile.flush()
 
+        def end_stream() -> None:
+            # Recorded before the client can see the end: a test that reads the request record
+            # or open_watches as soon as its stream ended finds them final.
+            rec.duration = time.monotonic() - t0
+            with self._lock:
+                self._watches.discard(watch)
+            wfile.write(b"0\r\n\r\n")
+            wfile.flush()
+
         try:
             h.send_response(200)
             h.send_header("Audit-Id", str(uuid.uuid4()))
@@ -921,8 +931,7 @@ class FakeKubernetes:
             if expired:
                 send(_dumps({"type": "ERROR", "object": status_body(
                     410, f"too old resource version: {rvq} ({floor})", "Expired")}) + b"\n")
-                wfile.write(b"0\r\n\r\n")
-                wfile.flush()
+                end_stream()
                 return
             for o in initial:
                 send(line("ADDED", o))
@@ -953,8 +962,7 @@ class FakeKubernetes:
                     send(_dumps({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version,
                                                                 "metadata": {"resourceVersion": str(cursor)}}}) + b"\n")
                     next_bm = time.monotonic() + self.bookmark_interval_s
-            wfile.write(b"0\r\n\r\n")  # clean end of the stream
-            wfile.flush()
+            end_stream()  # clean end of the stream
         except (_Dropped, OSError, ValueError):
             h.close_connection = True
             try:
@@ -964,4 +972,5 @@ class FakeKubernetes:
         finally:
             with self._lock:
                 self._watches.discard(watch)
-            rec.duration = time.monotonic() - t0
+            if not rec.duration:  # dropped or failed before end_stream
+                rec.duration = time.monotonic() - t0
