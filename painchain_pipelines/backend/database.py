@@ -153,14 +153,18 @@ class Database:
         trip instead of three (SET LOCAL, the statement, COMMIT)."""
         pooled = self.engine.raw_connection()
         if not self.is_sqlite:
+            connection = pooled.dbapi_connection
             statement = f"SET statement_timeout = {_ms(self.budget('write'))}"
+
+            def configure():
+                connection.autocommit = True
+                connection.execute(statement)
+
             try:
-                pooled.dbapi_connection.autocommit = True
-                pooled.dbapi_connection.execute(statement)
-            except self.engine.dialect.loaded_dbapi.Error as exc:  # raised as driver_write's are
-                pooled.invalidate(exc)
-                raise DBAPIError.instance(statement, None, exc, self.engine.dialect.loaded_dbapi.Error,
-                                          connection_invalidated=True, dialect=self.engine.dialect) from exc
+                DriverWrite(self, pooled).call(statement, configure)
+            except BaseException:  # half configured: never back to the pool
+                pooled.invalidate()
+                raise
         return pooled
 
     def release_held_write_connection(self, pooled) -> None:
@@ -186,6 +190,9 @@ class DriverWrite:
         self._db = db
         self._pooled = pooled
         self._deadline = pooled.info.get("painchain_deadline") if db.is_sqlite else None
+        # A held write connection (Database.held_write_connection): every statement is its own
+        # transaction, so there is nothing to begin, commit or roll back.
+        self._autocommit = not db.is_sqlite and self.connection.autocommit
 
     def call(self, statement: str, run):
         """run() with the driver's errors raised as SQLAlchemy's (IntegrityError, a spent budget
@@ -205,24 +212,24 @@ class DriverWrite:
             self._deadline[0] = time.monotonic() + seconds if seconds > 0 else None
             # As write transactions do (see _configure_sqlite): wait for another process's writer.
             self.call("BEGIN IMMEDIATE", lambda: self.connection.execute("BEGIN IMMEDIATE"))
-        elif not self.connection.autocommit:  # psycopg opens the transaction with this first statement
+        elif not self._autocommit:  # psycopg opens the transaction with this first statement
             statement = f"SET LOCAL statement_timeout = {_ms(seconds)}"
             self.call(statement, lambda: self.connection.execute(statement))
-        # else: a held write connection (Database.held_write_connection), every statement its own transaction
 
     def commit(self) -> None:
         self._clear()  # a commit is never interrupted by a spent budget
         if self._db.is_sqlite:
             self.call("COMMIT", lambda: self.connection.execute("COMMIT"))
-        elif not self.connection.autocommit:
+        elif not self._autocommit:
             self.call("COMMIT", self.connection.commit)
 
     def rollback(self) -> None:
         self._clear()
+        if self._autocommit:  # a failed statement was rolled back by itself
+            return
         try:
             if not self._db.is_sqlite:
-                if not self.connection.autocommit:
-                    self.connection.rollback()
+                self.connection.rollback()
             elif self.connection.in_transaction:
                 self.connection.execute("ROLLBACK")
         except self.dialect.loaded_dbapi.Error as exc:

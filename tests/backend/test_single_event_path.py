@@ -10,6 +10,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
+from painchain_pipelines.backend.database import Database
 from tests.conftest import create_integration, event_body, register_type
 
 
@@ -147,8 +148,6 @@ def test_postgresql_writer_connection_keeps_the_write_budget_and_survives_being_
 
 @pytest.mark.postgres
 def test_postgresql_held_write_connection_is_not_given_back_to_the_pool(make_database_url):
-    from painchain_pipelines.backend.database import Database
-
     db = Database(make_database_url("postgresql"), read_timeout=5, write_timeout=0.25)
     try:
         held = db.held_write_connection()
