@@ -1,14 +1,16 @@
 """Ingest throughput: single-event POSTs (one client, then 8 concurrent ones), and the batch
 endpoint against a raw driver ceiling measured in the same run.
 
-    python -m bench.backend_ingest [--postgres] [--quick] [--rounds 7] [--batches 10]
+    python -m bench.backend_ingest [--postgres] [--quick] [--repeats 5] [--rounds 7] [--batches 10]
 
 The backend runs as its own process (`painchain backend`), as users run it, on a fresh database
 (a SQLite file, or with --postgres a new PostgreSQL database). Clients keep their connection
 alive, one process per client, and the single POSTs are run twice: with http.client, and with
 a bare socket client (SocketClient) that costs about a quarter of its CPU. On this 2-core machine
 the clients share the cores with the backend and the database, so the second is closer to
-clients on other machines. Their CPU per request is printed.
+clients on other machines. Their CPU per request is printed. The 8 clients run 5 times with
+each client kind (median run printed, then every run): on a shared host one run of the same code
+moves by a quarter either way.
 
 The ceiling writes the same rows (same events, same ids, tags and hourly counts) into a second
 database of the same migrated schema (so every index and trigger the migrations create), 1,000
@@ -428,6 +430,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """The run of median rate (of an even number, the slower of the middle two)."""
+    return sorted(runs, key=lambda run: run["rate"])[(len(runs) - 1) // 2]
+
+
 def _spread(values: list[float], fmt: str = "{:,.0f}") -> str:
     return f"{fmt.format(min(values))}–{fmt.format(max(values))}"
 
@@ -438,11 +445,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short run while developing")
     parser.add_argument("--single", type=int, help="events posted one by one by one client (default 3000)")
     parser.add_argument("--per-client", type=int, help=f"events per client of {CLIENTS} (default 1000)")
+    parser.add_argument("--repeats", type=int, help=f"runs of the {CLIENTS} clients per client kind (default 5)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds of batches vs ceiling (default 7)")
     parser.add_argument("--batches", type=int, help="batches of 1,000 per round and side (default 10)")
     args = parser.parse_args()
     single = args.single or (500 if args.quick else 3000)
     per_client = args.per_client or (200 if args.quick else 1000)
+    repeats = args.repeats or (1 if args.quick else 5)
     rounds = args.rounds or (3 if args.quick else 7)
     batches = args.batches or (3 if args.quick else 10)
     kind = "PostgreSQL" if args.postgres else "SQLite"
@@ -456,17 +465,19 @@ def main() -> None:
         with backend_process(tmp / "api", api_url, pids=pids) as api:
             integration_id = setup_integration(api)
             prepare_ceiling_db(ceiling_url, integration_id)
-            singles = {}  # (client kind, clients) -> run
+            singles = {}  # (client kind, clients) -> runs
             posted = 0
             for client_kind in CLIENT_KINDS:
-                for clients, per in ((1, single), (CLIENTS, per_client)):
-                    server_cpu = _cpu_seconds(pids[0])
-                    run = run_singles(api, integration_id, posted, per, clients, client_kind)
-                    run["server_cpu"] = (_cpu_seconds(pids[0]) - server_cpu) / run["events"]
-                    singles[client_kind, clients] = run
-                    statuses += run["statuses"]
-                    posted += run["events"]
-            one, many = singles["http.client", 1], singles["http.client", CLIENTS]
+                for clients, per, times in ((1, single, 1), (CLIENTS, per_client, repeats)):
+                    runs = singles[client_kind, clients] = []
+                    for _ in range(times):
+                        server_cpu = _cpu_seconds(pids[0])
+                        run = run_singles(api, integration_id, posted, per, clients, client_kind)
+                        run["server_cpu"] = (_cpu_seconds(pids[0]) - server_cpu) / run["events"]
+                        runs.append(run)
+                        statuses += run["statuses"]
+                        posted += run["events"]
+            one, many = (_median_run(singles["http.client", n]) for n in (1, CLIENTS))
 
             ceiling = PostgresCeiling(ceiling_url) if args.postgres else SqliteCeiling(
                 ceiling_url.removeprefix("sqlite:///"))
@@ -520,11 +531,15 @@ def main() -> None:
     batch, top = statistics.median(batch_rates), statistics.median(ceiling_rates)
     ceiling_name = "psycopg COPY (events, tags) + counts upsert" if args.postgres else "sqlite3 executemany"
     errors = sum(n for status, n in statuses.items() if status >= 500)
-    for (client_kind, clients), run in singles.items():
+    for (client_kind, clients), runs in singles.items():
+        run = _median_run(runs)
         label = f"single POST, {clients} {'client ' if clients == 1 else 'clients'} ({client_kind})"
         print(f"{label:32s}: {run['rate']:8,.0f} events/s  ({clients} x {run['events'] // clients} requests; "
               f"clients' CPU {run['client_cpu']:.0%} of a core, {run['client_cpu'] / run['rate'] * 1e3:.3f} "
               f"ms/request; server CPU {run['server_cpu'] * 1e3:.2f} ms/event)")
+        if len(runs) > 1:
+            print(f"  median of {len(runs)} runs, spread {_spread([r['rate'] for r in runs])}: " + " / ".join(
+                f"{r['rate']:,.0f} ({r['server_cpu'] * 1e3:.2f} ms)" for r in runs) + " events/s (server CPU per event)")
     print(f"  driver alone, 1 event/commit  : {driver_one:8,.0f} events/s  (1 client, {min(single, 1000)} events; "
           f"endpoint / driver {one['rate'] / driver_one:.0%})")
     print(f"  driver alone, 1 event/commit  : {driver_many:8,.0f} events/s  ({CLIENTS} clients x {min(per_client, 250)} "

@@ -19,7 +19,7 @@ from painchain_pipelines.backend.config import BackendSettings
 from painchain_pipelines.backend.crypto import SecretBox
 from painchain_pipelines.backend.database import Database
 from painchain_pipelines.backend.errors import validation_exception_handler
-from painchain_pipelines.backend.ingest import EventWriter, SingleEventFastPath
+from painchain_pipelines.backend.ingest import EventWriter, PostgresEventWriter, SingleEventFastPath
 from painchain_pipelines.backend.metrics import Metrics, RequestMetrics
 from painchain_pipelines.backend.middleware import RequestGuard, WebPageGuard
 from painchain_pipelines.backend.migrate import upgrade
@@ -47,7 +47,7 @@ class AppContext:
     metrics: Metrics
     # Ingestion: integration lookups (invalidated by routers/integrations.py), single-event writer.
     integrations: IntegrationCache | None = None
-    ingest_writer: EventWriter | None = None
+    ingest_writer: EventWriter | PostgresEventWriter | None = None
 
 
 def create_app(settings: BackendSettings | None = None, *, migrate: bool = True) -> FastAPI:
@@ -64,14 +64,15 @@ def create_app(settings: BackendSettings | None = None, *, migrate: bool = True)
         metrics=Metrics(db, sync_interval=settings.sync_interval),
     )
     ctx.integrations = IntegrationCache()
-    ctx.ingest_writer = EventWriter(db, ctx.integrations, max_data_bytes=settings.max_event_data_bytes)
+    writer = EventWriter if db.is_sqlite else PostgresEventWriter
+    ctx.ingest_writer = writer(db, ctx.integrations, max_data_bytes=settings.max_event_data_bytes)
     if migrate:  # the database answered: the connector types are there to label metrics with
         ctx.metrics.load_connectors(db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
-        ctx.ingest_writer.close()
+        await ctx.ingest_writer.aclose()
         db.dispose()
 
     app = FastAPI(

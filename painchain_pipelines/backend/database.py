@@ -74,12 +74,9 @@ class Database:
         else:
             # Reads (and anything else on a plain connection) get the read budget as the session
             # default; write transactions raise or lift it with SET LOCAL.
-            options = f"-c statement_timeout={_ms(self.read_timeout)}"
-            if self.url.query.get("options"):  # keep the URL's own options (ours come last and win)
-                options = f"{self.url.query['options']} {options}"
             self.engine = create_engine(
                 self.url, pool_size=10, max_overflow=20, pool_pre_ping=True,
-                connect_args={"options": options}, **common,
+                connect_args={"options": self._session_options(self.read_timeout)}, **common,
             )
             _configure_postgresql(self.engine, self)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -146,32 +143,35 @@ class Database:
                     pooled.close()
 
     def held_write_connection(self):
-        """A pooled connection for a long-lived writer (ingest.EventWriter) to pass to
-        driver_write; give it back with release_held_write_connection. On PostgreSQL it runs in
-        autocommit with the write budget set once for the session, so each of its transactions
-        must be a single write statement (ingest_store's is): it then commits in its one round
-        trip instead of three (SET LOCAL, the statement, COMMIT)."""
-        pooled = self.engine.raw_connection()
-        if not self.is_sqlite:
-            connection = pooled.dbapi_connection
-            statement = f"SET statement_timeout = {_ms(self.budget('write'))}"
-
-            def configure():
-                connection.autocommit = True
-                connection.execute(statement)
-
-            try:
-                DriverWrite(self, pooled).call(statement, configure)
-            except BaseException:  # half configured: never back to the pool
-                pooled.invalidate()
-                raise
-        return pooled
+        """A pooled connection for a long-lived writer (ingest.EventWriter, SQLite) to pass to
+        driver_write; give it back with release_held_write_connection."""
+        return self.engine.raw_connection()
 
     def release_held_write_connection(self, pooled) -> None:
-        if self.is_sqlite:
-            pooled.close()
-        else:  # its session settings are not the pool's: closed, not given back
-            pooled.invalidate()
+        pooled.close()
+
+    def statement_writer_connect_args(self) -> dict:
+        """PostgreSQL: psycopg's connect() arguments for a writer's connection of its own
+        (ingest.PostgresEventWriter) whose every statement is a transaction alone: the engine's,
+        in autocommit, with the write budget as the session's statement_timeout."""
+        _, params = self.engine.dialect.create_connect_args(self.url)
+        params.pop("context", None)  # the engine's type adapters: its statements pass text
+        return {**params, "options": self._session_options(self.write_timeout), "autocommit": True}
+
+    def _session_options(self, seconds: float) -> str:
+        """PostgreSQL's `options` for a session with this statement_timeout, after the URL's own
+        options (ours come last and win)."""
+        options = f"-c statement_timeout={_ms(seconds)}"
+        return f"{self.url.query['options']} {options}" if self.url.query.get("options") else options
+
+    def driver_error(self, statement: str, exc: Exception, connection) -> DBAPIError:
+        """A driver's error on `connection` as SQLAlchemy's, as the routes answer them
+        (IntegrityError, a spent budget that is_query_timeout() recognises...);
+        `connection_invalidated` when the connection was lost."""
+        dialect = self.engine.dialect
+        return DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error,
+                                   connection_invalidated=dialect.is_disconnect(exc, connection, None),
+                                   dialect=dialect)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -190,9 +190,6 @@ class DriverWrite:
         self._db = db
         self._pooled = pooled
         self._deadline = pooled.info.get("painchain_deadline") if db.is_sqlite else None
-        # A held write connection (Database.held_write_connection): every statement is its own
-        # transaction, so there is nothing to begin, commit or roll back.
-        self._autocommit = not db.is_sqlite and self.connection.autocommit
 
     def call(self, statement: str, run):
         """run() with the driver's errors raised as SQLAlchemy's (IntegrityError, a spent budget
@@ -200,11 +197,10 @@ class DriverWrite:
         try:
             return run()
         except self.dialect.loaded_dbapi.Error as exc:
-            lost = self.dialect.is_disconnect(exc, self.connection, None)
-            if lost:
+            error = self._db.driver_error(statement, exc, self.connection)
+            if error.connection_invalidated:
                 self._pooled.invalidate(exc)
-            raise DBAPIError.instance(statement, None, exc, self.dialect.loaded_dbapi.Error,
-                                      connection_invalidated=lost, dialect=self.dialect) from exc
+            raise error from exc
 
     def begin(self) -> None:
         seconds = self._db.budget("write")
@@ -212,7 +208,7 @@ class DriverWrite:
             self._deadline[0] = time.monotonic() + seconds if seconds > 0 else None
             # As write transactions do (see _configure_sqlite): wait for another process's writer.
             self.call("BEGIN IMMEDIATE", lambda: self.connection.execute("BEGIN IMMEDIATE"))
-        elif not self._autocommit:  # psycopg opens the transaction with this first statement
+        else:  # psycopg opens the transaction with this first statement
             statement = f"SET LOCAL statement_timeout = {_ms(seconds)}"
             self.call(statement, lambda: self.connection.execute(statement))
 
@@ -220,13 +216,11 @@ class DriverWrite:
         self._clear()  # a commit is never interrupted by a spent budget
         if self._db.is_sqlite:
             self.call("COMMIT", lambda: self.connection.execute("COMMIT"))
-        elif not self._autocommit:
+        else:
             self.call("COMMIT", self.connection.commit)
 
     def rollback(self) -> None:
         self._clear()
-        if self._autocommit:  # a failed statement was rolled back by itself
-            return
         try:
             if not self._db.is_sqlite:
                 self.connection.rollback()

@@ -1,9 +1,11 @@
-"""The single-event hot path, `POST /api/events`:
+"""The single-event hot path, `POST /api/events`. The events of concurrent requests are stored
+together, in one transaction (group commit): a commit is the dearest part of a small write, and
+PostgreSQL pays it with a disk flush. Each request still gets its own answer.
 
-* EventWriter: one writer thread per app stores the events of concurrent requests together, in
-  one transaction (group commit): a commit is the dearest part of a small write, and PostgreSQL
-  pays it with a disk flush. Each request still gets its own answer, and an event that fails
-  never fails the others stored with it (the group is then stored event by event).
+* EventWriter (SQLite): one writer thread per app; an event that fails never fails the others
+  stored with it (the group is then stored event by event).
+* PostgresEventWriter (PostgreSQL): the event loop itself, on an asyncio connection; a group that
+  fails leaves each of its requests to the route, which stores and answers it alone.
 * SingleEventFastPath: pure ASGI, inside the guards and the metrics middleware. It answers the
   common case (a JSON body that validates, an event created or a duplicate) without FastAPI's
   routing, dependency solving and thread-pool hop; every other request (bad JSON, a field at
@@ -21,7 +23,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
@@ -30,7 +34,7 @@ from painchain_pipelines.backend.database import Database
 from painchain_pipelines.backend.routers.events import _may_hold_long_integer
 from painchain_pipelines.backend.schemas.events import EventIn
 from painchain_pipelines.backend.services import events as service
-from painchain_pipelines.backend.services.ingest_store import IntegrationCache
+from painchain_pipelines.backend.services.ingest_store import IntegrationCache, store_rows_postgresql_async
 from painchain_pipelines.backend.services.json_input import MAX_JSON_DEPTH, JsonProblem, check_json
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,9 @@ class EventWriter:
             thread = self._thread
         if thread is not None:
             thread.join(timeout=60)
+
+    async def aclose(self) -> None:
+        await run_in_threadpool(self.close)
 
     def _run(self) -> None:
         while True:
@@ -119,7 +126,7 @@ class EventWriter:
 class _HeldConnection:
     """The writer thread's own connection (Database.held_write_connection), as a Database for
     ingest_events: checking a connection out of the pool and back costs more than a one-event
-    transaction, and on PostgreSQL a held connection commits each group in one round trip."""
+    transaction."""
 
     def __init__(self, db: Database):
         self._db = db
@@ -137,6 +144,117 @@ class _HeldConnection:
         if self._pooled is not None:
             self._db.release_held_write_connection(self._pooled)
             self._pooled = None
+
+
+class PostgresEventWriter:
+    """Stores single events on PostgreSQL from the event loop, in groups: while one group's
+    statement runs, the requests that arrive queue up for the next one. The statement goes on an
+    asyncio connection of the writer's own, in autocommit under the write budget
+    (Database.statement_writer_connect_args), so that it commits in its one round trip. With a
+    writer thread, each group also waited for threads to wake and for the GIL: PostgreSQL worked
+    on the statement for about half of the time the writer waited for it (docs/benchmarks.md)."""
+
+    def __init__(self, db: Database, integrations: IntegrationCache, *, max_data_bytes: int):
+        self._db = db
+        self._integrations = integrations
+        self._max_data_bytes = max_data_bytes
+        self._queue: list = []
+        self._drainer: asyncio.Task | None = None
+        self._connection: psycopg.AsyncConnection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    async def store(self, event: EventIn, tenant_scope: str | None) -> tuple[service.IngestResult, int | None]:
+        """(what became of the event, the stored id of its duplicate if it is one)."""
+        if self._closed:
+            raise RuntimeError("the event writer is stopped")
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a connection and a task belong to the loop they were made in
+            self._drop_connection()
+            self._loop, self._queue, self._drainer = loop, [], None
+        future = loop.create_future()
+        self._queue.append((event, tenant_scope, future))
+        if self._drainer is None:
+            self._drainer = loop.create_task(self._drain())
+        result = await future
+        existing = None
+        if result.status == "duplicate":
+            existing = await run_in_threadpool(service.find_event_id, self._db, event.integration_id,
+                                               event.external_id)
+        return result, existing
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._drainer is not None:
+            await self._drainer
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    async def _drain(self) -> None:
+        group: list = []
+        try:
+            while self._queue:
+                group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                try:
+                    results = await self._ingest([item[0] for item in group], [item[1] for item in group])
+                except Exception as exc:  # each request then goes on to the route, which answers it
+                    _settle_all(group, error=exc)
+                else:
+                    for (_, _, future), result in zip(group, results):
+                        if not future.done():  # else its request was cancelled (its client left)
+                            future.set_result(result)
+                group = []
+        except BaseException as exc:  # cancelled: never leave a request waiting
+            _settle_all(group + self._queue, error=RuntimeError(f"the event writer stopped: {exc!r}"))
+            self._queue = []
+            raise
+        finally:
+            self._drainer = None
+
+    async def _ingest(self, events: list[EventIn], scopes: list[str | None]) -> list[service.IngestResult]:
+        integrations, missing = self._integrations.cached(service.integrations_wanted(events))
+        if missing:
+            integrations.update(await run_in_threadpool(self._lookup, missing))
+        prepared = service.PreparedEvents(events, integrations, None, scopes, self._max_data_bytes)
+        if prepared.rows:
+            prepared.stored(await self._store(prepared.rows))
+        return prepared.results()
+
+    def _lookup(self, ids: list[str]) -> dict:
+        with self._db.driver_write() as tx:
+            return self._integrations.lookup(tx, ids)
+
+    async def _store(self, rows: list[dict]) -> dict[tuple[str, str], int]:
+        """store_rows on the writer's connection (a new one if there is none or it was lost);
+        psycopg's errors raised as SQLAlchemy's, as the routes answer them."""
+        if self._connection is None or self._connection.closed:
+            self._connection = None
+            try:
+                self._connection = await psycopg.AsyncConnection.connect(**self._db.statement_writer_connect_args())
+            except psycopg.Error as exc:
+                raise self._db.driver_error("connect", exc, None) from exc
+        connection = self._connection
+        try:
+            return await store_rows_postgresql_async(connection, rows)
+        except psycopg.Error as exc:
+            error = self._db.driver_error("store events", exc, connection)
+            if error.connection_invalidated:
+                self._drop_connection()
+            if isinstance(exc, psycopg.IntegrityError):  # an integration deleted by another process
+                self._integrations.invalidate({row["integration_id"] for row in rows})
+            raise error from exc
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.pgconn.finish()  # no await: its loop may be gone
+            self._connection = None
+
+
+def _settle_all(items: list, *, error: BaseException) -> None:
+    for _, _, future in items:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _settle(item, *, value: Any = None, error: BaseException | None = None) -> None:

@@ -2,13 +2,18 @@
 together, integrations looked up from a cache, and every body the fast path does not take answered
 by the route exactly as before."""
 
+import json
+import socket
 import threading
+import time
 import uuid
 from collections import Counter
 
+import psycopg
 import pytest
 import requests
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from painchain_pipelines.backend.database import Database
 from tests.conftest import create_integration, event_body, register_type
@@ -111,9 +116,9 @@ def test_bodies_left_to_the_route_are_answered_as_before(api, integration):
 
 @pytest.mark.postgres
 def test_postgresql_writer_connection_keeps_the_write_budget_and_survives_being_killed(make_backend):
-    # The writer's held connection runs in autocommit with the write budget set for its session
-    # (Database.held_write_connection). No read budget here: if the writer's statements ran
-    # without the write budget, the blocked post below would wait until the client gave up.
+    # The writer's connection runs in autocommit with the write budget set for its session
+    # (Database.statement_writer_connect_args). No read budget here: if the writer's statements
+    # ran without the write budget, the blocked post below would wait until the client gave up.
     server = make_backend("postgresql", api_token=None, secret_key=None, query_timeout=0, write_timeout=0.5)
     api = server.client()
     integ = create_integration(api, register_type(api))
@@ -147,22 +152,65 @@ def test_postgresql_writer_connection_keeps_the_write_budget_and_survives_being_
 
 
 @pytest.mark.postgres
-def test_postgresql_held_write_connection_is_not_given_back_to_the_pool(make_database_url):
-    db = Database(make_database_url("postgresql"), read_timeout=5, write_timeout=0.25)
+def test_postgresql_writer_connection_has_the_write_budget_and_the_pool_keeps_its_own(make_database_url):
+    url = make_url(make_database_url("postgresql")).update_query_dict({"options": "-c lock_timeout=7s"})
+    db = Database(url.render_as_string(hide_password=False), read_timeout=5, write_timeout=0.25)
     try:
-        held = db.held_write_connection()
-        assert held.dbapi_connection.autocommit
-        assert held.dbapi_connection.execute("SHOW statement_timeout").fetchone()[0] == "250ms"
-        held_pid = held.dbapi_connection.info.backend_pid
-        db.release_held_write_connection(held)
-        for _ in range(3):  # whatever the pool hands out next is a plain connection again
-            pooled = db.engine.raw_connection()
-            try:
-                assert pooled.dbapi_connection.info.backend_pid != held_pid
-                assert not pooled.dbapi_connection.autocommit
-                assert pooled.dbapi_connection.execute("SHOW statement_timeout").fetchone()[0] == "5s"
-            finally:
-                pooled.dbapi_connection.rollback()
-                pooled.close()
+        with psycopg.connect(**db.statement_writer_connect_args()) as writer:
+            assert writer.autocommit
+            assert writer.execute("SHOW statement_timeout").fetchone()[0] == "250ms"
+            assert writer.execute("SHOW lock_timeout").fetchone()[0] == "7s"  # the URL's own options kept
+        pooled = db.engine.raw_connection()
+        try:
+            assert not pooled.dbapi_connection.autocommit
+            assert pooled.dbapi_connection.execute("SHOW statement_timeout").fetchone()[0] == "5s"
+            assert pooled.dbapi_connection.execute("SHOW lock_timeout").fetchone()[0] == "7s"
+        finally:
+            pooled.dbapi_connection.rollback()
+            pooled.close()
     finally:
         db.dispose()
+
+
+def test_an_integration_deleted_by_another_process_is_answered_404(backend, api):
+    # This process still has the integration in its cache: the insert fails its foreign key, and
+    # the post is answered from fresh state.
+    integ = create_integration(api, register_type(api))
+    assert api.post("/events", json=event_body(integ, 1)).status_code == 201
+    engine = create_engine(backend.app_db().url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM integrations WHERE id = :id"), {"id": integ["id"]})
+    finally:
+        engine.dispose()
+    for n in (2, 3):
+        gone = api.post("/events", json=event_body(integ, n))
+        assert gone.status_code == 404 and integ["id"] in gone.json()["detail"], gone.text
+    other = create_integration(api, register_type(api))
+    assert api.post("/events", json=event_body(other, 1)).status_code == 201
+
+
+def test_clients_that_leave_before_their_answer_do_not_disturb_the_others(backend, api):
+    integ = create_integration(api, register_type(api))
+    run = uuid.uuid4().hex[:8]
+    bodies = [event_body(integ, n, externalId=f"{run}-left-{n}") for n in range(40)]
+    for body in bodies:  # each request sent whole, its connection closed at once
+        payload = json.dumps(body).encode()
+        with socket.create_connection(("127.0.0.1", backend.port)) as raw:
+            raw.sendall(b"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+    steady = [api.post("/events", json=event_body(integ, 100 + n, externalId=f"{run}-stayed-{n}")) for n in range(5)]
+    assert [r.status_code for r in steady] == [201] * 5
+    # Each event of a client that left is stored once or not at all, and posting it again says which.
+    stored, previous = _stored_ids(api, integ), None
+    while stored != previous:  # until the last of those requests is through
+        time.sleep(0.3)
+        stored, previous = _stored_ids(api, integ), stored
+    for body in bodies:
+        again = api.post("/events", json=body)
+        assert again.status_code == (409 if body["externalId"] in stored else 201), again.text
+
+
+def _stored_ids(api, integ) -> set[str]:
+    events = api.get("/events", params={"integrationId": integ["id"], "limit": 500}).json()["events"]
+    return {e["externalId"] for e in events}

@@ -109,14 +109,34 @@ def _ingest_once(
     db: Database, events: Sequence[EventIn], tenant_scope: str | None, max_data_bytes: int,
     tenant_scopes: Sequence[str | None] | None = None, cache: IntegrationCache | None = None,
 ) -> list[IngestResult]:
-    results: list[IngestResult | None] = [None] * len(events)
-    received_ms = int(time.time() * 1000)
-    # PostgreSQL cannot even compare a NUL character: such ids are answered without a lookup.
-    wanted = {e.integration_id for e in events if "\x00" not in e.integration_id}
+    wanted = integrations_wanted(events)
     with db.driver_write() as conn:
         integrations = cache.lookup(conn, wanted) if cache is not None else lookup_integrations(conn, wanted)
+        prepared = PreparedEvents(events, integrations, tenant_scope, tenant_scopes, max_data_bytes)
+        if prepared.rows:
+            # Events, tags and hourly counts (see ingest_store: driver-level, one round trip on PostgreSQL).
+            prepared.stored(store_rows(conn, prepared.rows))
+    return prepared.results()
+
+
+def integrations_wanted(events: Sequence[EventIn]) -> set[str]:
+    """The integration ids to look up for these events. PostgreSQL cannot even compare a NUL
+    character: such ids are answered without a lookup."""
+    return {e.integration_id for e in events if "\x00" not in e.integration_id}
+
+
+class PreparedEvents:
+    """Events checked against their integrations (`integrations`: id -> IntegrationRow, those
+    that exist) and turned into `rows` to store (EVENT_FIELDS, in key order); `stored()` takes
+    what storing them created, and `results()` answers every event, in order."""
+
+    def __init__(self, events: Sequence[EventIn], integrations: dict[str, Any], tenant_scope: str | None,
+                 tenant_scopes: Sequence[str | None] | None, max_data_bytes: int):
+        self._results: list[IngestResult | None] = [None] * len(events)
+        received_ms = int(time.time() * 1000)
         rows: list[dict[str, Any]] = []
         row_positions: list[int] = []
+        results = self._results
         for position, event in enumerate(events):
             if "\x00" in event.integration_id:
                 results[position] = _invalid("integrationId", "must not contain NUL (\\u0000) characters")
@@ -168,23 +188,24 @@ def _ingest_once(
                 "search_text": search_text,
             })
             row_positions.append(position)
+        # One key order for every writer: concurrent batches on PostgreSQL then wait for each
+        # other instead of deadlocking on overlapping keys.
+        order = sorted(range(len(rows)), key=lambda i: (rows[i]["integration_id"], rows[i]["external_id"]))
+        self.rows = [rows[i] for i in order]
+        self._row_positions = [row_positions[i] for i in order]
 
-        if rows:
-            # One key order for every writer: concurrent batches on PostgreSQL then wait for each
-            # other instead of deadlocking on overlapping keys.
-            order = sorted(range(len(rows)), key=lambda i: (rows[i]["integration_id"], rows[i]["external_id"]))
-            rows = [rows[i] for i in order]
-            row_positions = [row_positions[i] for i in order]
-            # Events, tags and hourly counts (see ingest_store: driver-level, one round trip on PostgreSQL).
-            created = store_rows(conn, rows)
-            for position, row in zip(row_positions, rows):
-                event_id = created.pop((row["integration_id"], row["external_id"]), None)
-                if event_id is None:
-                    results[position] = IngestResult("duplicate", http_status=409)
-                    continue
-                row["id"] = event_id
-                results[position] = IngestResult("created", id=event_id, row=row)
-    return [r for r in results if r is not None]
+    def stored(self, created: dict[tuple[str, str], int]) -> None:
+        """`created`: (integration_id, external_id) -> id of the rows inserted (ingest_store)."""
+        for position, row in zip(self._row_positions, self.rows):
+            event_id = created.pop((row["integration_id"], row["external_id"]), None)
+            if event_id is None:
+                self._results[position] = IngestResult("duplicate", http_status=409)
+                continue
+            row["id"] = event_id
+            self._results[position] = IngestResult("created", id=event_id, row=row)
+
+    def results(self) -> list[IngestResult]:
+        return [r for r in self._results if r is not None]
 
 
 def find_event_id(db: Database, integration_id: str, external_id: str) -> int | None:

@@ -6,7 +6,7 @@
   index's, fire as usual).
 * PostgreSQL: one statement, prepared on the connection: the rows travel as one JSON parameter,
   and data-modifying CTEs insert the events, their tags and the hourly counts (per integration and
-  per tag) in one round trip.
+  per tag) in one round trip; also on an asyncio connection, for the single-event writer.
 
 Also the integration lookup cache (integration id -> tenant, type, tags) that saves ingestion a
 query per request.
@@ -139,7 +139,7 @@ def _store_sqlite(tx: DriverWrite, rows: list[dict[str, Any]]) -> dict[tuple[str
 
 
 def _store_postgresql(tx: DriverWrite, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
-    payload = orjson.dumps([{f: row[f] for f in EVENT_FIELDS} for row in rows]).decode()
+    payload = _postgresql_payload(rows)
 
     def run():
         with tx.connection.cursor() as cursor:
@@ -147,8 +147,23 @@ def _store_postgresql(tx: DriverWrite, rows: list[dict[str, Any]]) -> dict[tuple
             cursor.execute(_PG_STORE, (payload,), prepare=True)
             return cursor.fetchall()
 
-    return {(integration_id, external_id): event_id
-            for event_id, integration_id, external_id in tx.call(_PG_STORE, run)}
+    return _created(tx.call(_PG_STORE, run))
+
+
+async def store_rows_postgresql_async(connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """store_rows on an asyncio psycopg connection in autocommit (ingest.PostgresEventWriter),
+    where the statement is its own transaction. psycopg's errors are raised as they are."""
+    async with connection.cursor() as cursor:
+        await cursor.execute(_PG_STORE, (_postgresql_payload(rows),), prepare=True)
+        return _created(await cursor.fetchall())
+
+
+def _postgresql_payload(rows: list[dict[str, Any]]) -> str:
+    return orjson.dumps([{f: row[f] for f in EVENT_FIELDS} for row in rows]).decode()
+
+
+def _created(inserted: list[tuple[int, str, str]]) -> dict[tuple[str, str], int]:
+    return {(integration_id, external_id): event_id for event_id, integration_id, external_id in inserted}
 
 
 # ---------------------------------------------------------------------------- integrations
@@ -206,6 +221,21 @@ class IntegrationCache:
         self._generation = 0
 
     def lookup(self, tx: DriverWrite, ids: Iterable[str]) -> dict[str, IntegrationRow]:
+        found, missing = self.cached(ids)
+        if missing:
+            now, generation = time.monotonic(), self._generation
+            rows = lookup_integrations(tx, missing)
+            with self._lock:
+                if generation == self._generation:
+                    if len(self._entries) > 10_000:
+                        self._entries.clear()
+                    for integration_id, row in rows.items():
+                        self._entries[integration_id] = (now, row)
+            found.update(rows)
+        return found
+
+    def cached(self, ids: Iterable[str]) -> tuple[dict[str, IntegrationRow], list[str]]:
+        """(the rows of these ids known and fresh here, the ids to look up)."""
         now = time.monotonic()
         found: dict[str, Any] = {}
         missing: list[str] = []
@@ -216,17 +246,7 @@ class IntegrationCache:
                 found[integration_id] = hit[1]
             else:
                 missing.append(integration_id)
-        if missing:
-            generation = self._generation
-            rows = lookup_integrations(tx, missing)
-            with self._lock:
-                if generation == self._generation:
-                    if len(entries) > 10_000:
-                        entries.clear()
-                    for integration_id, row in rows.items():
-                        entries[integration_id] = (now, row)
-            found.update(rows)
-        return found
+        return found, missing
 
     def invalidate(self, integration_ids: Iterable[str] | None = None) -> None:
         """Forget the given integrations (all when None); call it after their change commits."""
