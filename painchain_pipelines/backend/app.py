@@ -72,8 +72,10 @@ def create_app(settings: BackendSettings | None = None, *, migrate: bool = True)
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
-        await ctx.ingest_writer.aclose()
-        db.dispose()
+        try:
+            await ctx.ingest_writer.aclose()
+        finally:
+            db.dispose()
 
     app = FastAPI(
         title="PainChain API",

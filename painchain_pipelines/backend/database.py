@@ -154,7 +154,7 @@ class Database:
         """PostgreSQL: psycopg's connect() arguments for a writer's connection of its own
         (ingest.PostgresEventWriter) whose every statement is a transaction alone: the engine's,
         in autocommit, with the write budget as the session's statement_timeout."""
-        _, params = self.engine.dialect.create_connect_args(self.url)
+        _, params = self.engine.dialect.create_connect_args(self.engine.url)
         params.pop("context", None)  # the engine's type adapters: its statements pass text
         return {**params, "options": self._session_options(self.write_timeout), "autocommit": True}
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from types import SimpleNamespace
 from typing import Any
@@ -27,7 +28,7 @@ import psycopg
 from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
 from painchain_pipelines.backend.auth import bearer_scheme, get_principal
 from painchain_pipelines.backend.database import Database
@@ -163,9 +164,11 @@ class PostgresEventWriter:
         self._connection: psycopg.AsyncConnection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._failure_logged_at: float | None = None
 
     async def store(self, event: EventIn, tenant_scope: str | None) -> tuple[service.IngestResult, int | None]:
-        """(what became of the event, the stored id of its duplicate if it is one)."""
+        """(what became of the event, the stored id of its duplicate if it is one). One event
+        loop at a time (uvicorn's): a new one starts afresh."""
         if self._closed:
             raise RuntimeError("the event writer is stopped")
         loop = asyncio.get_running_loop()
@@ -199,6 +202,7 @@ class PostgresEventWriter:
                 try:
                     results = await self._ingest([item[0] for item in group], [item[1] for item in group])
                 except Exception as exc:  # each request then goes on to the route, which answers it
+                    self._log_failure(len(group), exc)
                     _settle_all(group, error=exc)
                 else:
                     for (_, _, future), result in zip(group, results):
@@ -244,6 +248,14 @@ class PostgresEventWriter:
             if isinstance(exc, psycopg.IntegrityError):  # an integration deleted by another process
                 self._integrations.invalidate({row["integration_id"] for row in rows})
             raise error from exc
+
+    def _log_failure(self, size: int, exc: Exception) -> None:
+        """A warning, at most one a minute: each failure costs its requests a second try."""
+        now = time.monotonic()
+        if self._failure_logged_at is None or now - self._failure_logged_at > 60:
+            self._failure_logged_at = now
+            log.warning("storing a group of %d single events failed, the API stores them one by one: %s",
+                        size, str(exc).splitlines()[0])
 
     def _drop_connection(self) -> None:
         if self._connection is not None:
@@ -339,7 +351,7 @@ class SingleEventFastPath:
             return None
         try:
             result, existing = await self.ctx.ingest_writer.store(event, principal.tenant_id)
-        except DBAPIError:
+        except SQLAlchemyError:
             return None  # rolled back: the route tries once more, and answers (503) and counts errors
         if result.status == "invalid":
             return None  # the route answers it (and counts it), naming the field

@@ -3,6 +3,7 @@ together, integrations looked up from a cache, and every body the fast path does
 by the route exactly as before."""
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -115,10 +116,11 @@ def test_bodies_left_to_the_route_are_answered_as_before(api, integration):
 
 
 @pytest.mark.postgres
-def test_postgresql_writer_connection_keeps_the_write_budget_and_survives_being_killed(make_backend):
+def test_postgresql_writer_connection_keeps_the_write_budget_and_survives_being_killed(make_backend, caplog):
     # The writer's connection runs in autocommit with the write budget set for its session
     # (Database.statement_writer_connect_args). No read budget here: if the writer's statements
     # ran without the write budget, the blocked post below would wait until the client gave up.
+    caplog.set_level(logging.WARNING, logger="painchain_pipelines.backend.ingest")
     server = make_backend("postgresql", api_token=None, secret_key=None, query_timeout=0, write_timeout=0.5)
     api = server.client()
     integ = create_integration(api, register_type(api))
@@ -132,6 +134,10 @@ def test_postgresql_writer_connection_keeps_the_write_budget_and_survives_being_
             assert blocked.status_code == 503, blocked.text
             assert "0.5 s" in blocked.json()["detail"]
             blocker.rollback()
+        # The writer says why its group went to the route (the route then answered it).
+        assert [r.getMessage() for r in caplog.records if r.name == "painchain_pipelines.backend.ingest"] == [
+            "storing a group of 1 single events failed, the API stores them one by one: "
+            "(psycopg.errors.QueryCanceled) canceling statement due to statement timeout"]
         assert api.post("/events", json=event_body(integ, 3, externalId="after-lock")).status_code == 201
 
         # Every connection of the backend killed (a restarted or failed-over server): the next
