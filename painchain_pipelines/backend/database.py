@@ -142,14 +142,6 @@ class Database:
                 if not held:
                     pooled.close()
 
-    def held_write_connection(self):
-        """A pooled connection for a long-lived writer (ingest.EventWriter, SQLite) to pass to
-        driver_write; give it back with release_held_write_connection."""
-        return self.engine.raw_connection()
-
-    def release_held_write_connection(self, pooled) -> None:
-        pooled.close()
-
     def statement_writer_connect_args(self) -> dict:
         """PostgreSQL: psycopg's connect() arguments for a writer's connection of its own
         (ingest.PostgresEventWriter) whose every statement is a transaction alone: the engine's,

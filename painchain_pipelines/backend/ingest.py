@@ -125,9 +125,8 @@ class EventWriter:
 
 
 class _HeldConnection:
-    """The writer thread's own connection (Database.held_write_connection), as a Database for
-    ingest_events: checking a connection out of the pool and back costs more than a one-event
-    transaction."""
+    """The writer thread's own pooled connection, held, as a Database for ingest_events:
+    checking a connection out of the pool and back costs more than a one-event transaction."""
 
     def __init__(self, db: Database):
         self._db = db
@@ -138,12 +137,12 @@ class _HeldConnection:
             self._pooled.close()
             self._pooled = None
         if self._pooled is None:
-            self._pooled = self._db.held_write_connection()
+            self._pooled = self._db.engine.raw_connection()
         return self._db.driver_write(self._pooled)
 
     def close(self) -> None:
         if self._pooled is not None:
-            self._db.release_held_write_connection(self._pooled)
+            self._pooled.close()
             self._pooled = None
 
 
