@@ -156,7 +156,8 @@ class E2E:
 def e2e(make_backend, tmp_path):
     backend = make_backend("sqlite", api_token=SERVICE_TOKEN)
     register(BackendClient(backend.api_url, SERVICE_TOKEN), ["kubernetes"])
-    start = real_now() - 2 * D
+    # Mid-morning, so that the test's "an hour later" stays on the same day whatever the wall clock says.
+    start = (real_now() - 2 * D).replace(hour=10, minute=0)
     eu = ClusterWorld(name="prod-eu", now=start)
     us = ClusterWorld(name="prod-us", now=start)
     home = tmp_path / "dagster"
