@@ -10,7 +10,8 @@ a bare socket client (SocketClient) that costs about a quarter of its CPU. On th
 the clients share the cores with the backend and the database, so the second is closer to
 clients on other machines. Their CPU per request is printed. The 8 clients run 5 times with
 each client kind (median run printed, then every run): on a shared host one run of the same code
-moves by a quarter either way.
+moves by a quarter either way, so each run also prints how long a fixed pure-Python task took
+just before it (fixed_task_ms): a slow minute of the host shows there too.
 
 The ceiling writes the same rows (same events, same ids, tags and hourly counts) into a second
 database of the same migrated schema (so every index and trigger the migrations create), 1,000
@@ -430,6 +431,20 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def fixed_task_ms() -> float:
+    """Wall time of a fixed pure-Python task (median of 3), taken just before each run of the
+    clients: how fast this shared host runs the same work at that moment. The rates of the 8
+    clients move with it (docs/benchmarks.md)."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i % 7
+        times.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(times)
+
+
 def _median_run(runs: list[dict]) -> dict:
     """The run of median rate (of an even number, the slower of the middle two)."""
     return sorted(runs, key=lambda run: run["rate"])[(len(runs) - 1) // 2]
@@ -471,8 +486,10 @@ def main() -> None:
                 for clients, per, times in ((1, single, 1), (CLIENTS, per_client, repeats)):
                     runs = singles[client_kind, clients] = []
                     for _ in range(times):
+                        fixed_task = fixed_task_ms()
                         server_cpu = _cpu_seconds(pids[0])
                         run = run_singles(api, integration_id, posted, per, clients, client_kind)
+                        run["fixed_task_ms"] = fixed_task
                         run["server_cpu"] = (_cpu_seconds(pids[0]) - server_cpu) / run["events"]
                         runs.append(run)
                         statuses += run["statuses"]
@@ -539,7 +556,8 @@ def main() -> None:
               f"ms/request; server CPU {run['server_cpu'] * 1e3:.2f} ms/event)")
         if len(runs) > 1:
             print(f"  median of {len(runs)} runs, spread {_spread([r['rate'] for r in runs])}: " + " / ".join(
-                f"{r['rate']:,.0f} ({r['server_cpu'] * 1e3:.2f} ms)" for r in runs) + " events/s (server CPU per event)")
+                f"{r['rate']:,.0f} ({r['server_cpu'] * 1e3:.2f} ms, {r['fixed_task_ms']:.0f} ms)" for r in runs)
+                + " events/s (server CPU per event, fixed task)")
     print(f"  driver alone, 1 event/commit  : {driver_one:8,.0f} events/s  (1 client, {min(single, 1000)} events; "
           f"endpoint / driver {one['rate'] / driver_one:.0%})")
     print(f"  driver alone, 1 event/commit  : {driver_many:8,.0f} events/s  ({CLIENTS} clients x {min(per_client, 250)} "
