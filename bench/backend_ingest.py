@@ -433,8 +433,8 @@ def _cpu_seconds(pid: int) -> float:
 
 def fixed_task_ms() -> float:
     """Wall time of a fixed pure-Python task (median of 3), taken just before each run of the
-    clients: how fast this shared host runs the same work at that moment. The rates of the 8
-    clients move with it (docs/benchmarks.md)."""
+    clients: how fast this shared host runs the same work at that moment. A slow reading often
+    comes with a slower run, but the host can change speed within the run (docs/benchmarks.md)."""
     times = []
     for _ in range(3):
         started = time.perf_counter()
