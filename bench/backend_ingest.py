@@ -553,7 +553,8 @@ def main() -> None:
         label = f"single POST, {clients} {'client ' if clients == 1 else 'clients'} ({client_kind})"
         print(f"{label:32s}: {run['rate']:8,.0f} events/s  ({clients} x {run['events'] // clients} requests; "
               f"clients' CPU {run['client_cpu']:.0%} of a core, {run['client_cpu'] / run['rate'] * 1e3:.3f} "
-              f"ms/request; server CPU {run['server_cpu'] * 1e3:.2f} ms/event)")
+              f"ms/request; server CPU {run['server_cpu'] * 1e3:.2f} ms/event; "
+              f"fixed task {run['fixed_task_ms']:.0f} ms)")
         if len(runs) > 1:
             print(f"  median of {len(runs)} runs, spread {_spread([r['rate'] for r in runs])}: " + " / ".join(
                 f"{r['rate']:,.0f} ({r['server_cpu'] * 1e3:.2f} ms, {r['fixed_task_ms']:.0f} ms)" for r in runs)
